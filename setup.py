@@ -1,0 +1,36 @@
+"""gfs2clvm: OpenNebula storage driver on clustered LVM + GFS2, built on SaltStack."""
+from setuptools import setup
+
+setup(
+    name="gfs2clvm",
+    version="0.1.0",
+    description="OpenNebula storage driver for clustered LVM (lvmlockd) and GFS2, as Salt code",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=[
+        "gfs2clvm_ext",
+        "gfs2clvm_ext._modules",
+        "gfs2clvm_ext._states",
+        "gfs2clvm_driver",
+    ],
+    # The very files salt-ssh ships from the file roots, installed unchanged.
+    package_dir={
+        "gfs2clvm_ext._modules": "_modules",
+        "gfs2clvm_ext._states": "_states",
+        "gfs2clvm_driver": "tm_commands/lib/gfs2clvm_driver",
+    },
+    install_requires=["salt==3008.4", "pyyaml==6.0.4"],
+    extras_require={
+        "test": ["pytest==9.2.0", "pytest-salt-factories==1.0.5"],
+    },
+    entry_points={
+        "salt.loader": [
+            "module_dirs = gfs2clvm_ext:get_module_dirs",
+            "states_dirs = gfs2clvm_ext:get_states_dirs",
+        ],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3.11",
+    ],
+)
