@@ -1,0 +1,29 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Undo the front-end configuration (reverse order).  oned.conf keeps the
+# TM_MAD/DATASTORE_MAD list entries (harmless without the driver); the managed
+# TM_MAD_CONF/DS_MAD_CONF block is emptied.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
+{%- set fe = g.frontend %}
+
+gfs2clvm-frontend-clean-saltssh-file-absent:
+  file.absent:
+    - name: {{ fe.salt_dir }}
+
+gfs2clvm-frontend-clean-madconf-file-blockreplace:
+  file.blockreplace:
+    - name: {{ fe.oned_conf }}
+    - marker_start: '# BEGIN gfs2clvm -- managed by Salt, do not edit'
+    - marker_end: '# END gfs2clvm'
+    - content: ''
+    - onlyif: test -f {{ fe.oned_conf }}
+
+gfs2clvm-frontend-clean-driver-file-absent:
+  file.absent:
+    - names:
+      - {{ fe.driver_conf }}
+      - {{ fe.remotes }}/lib/gfs2clvm_driver
+      - {{ fe.remotes }}/datastore/gfs2clvm
+      - {{ fe.remotes }}/tm/gfs2clvm
+      - /usr/lib/one/tm_commands/gfs2clvm

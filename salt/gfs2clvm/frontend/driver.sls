@@ -1,0 +1,44 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Driver executables (tm_commands/ of this repository) into oned's remotes.
+# After a change run `onehost sync --force` so oned copies them to the hosts
+# (gfs2clvm actions run on the front-end and reach workers via salt-ssh only).
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
+{%- set fe = g.frontend %}
+{%- set dirs = {
+      'tm': ('tm_commands/tm/gfs2clvm', fe.remotes ~ '/tm/gfs2clvm', '0755'),
+      'datastore': ('tm_commands/datastore/gfs2clvm', fe.remotes ~ '/datastore/gfs2clvm', '0755'),
+      'lib': ('tm_commands/lib/gfs2clvm_driver', fe.remotes ~ '/lib/gfs2clvm_driver', '0644'),
+    } %}
+{%- if fe.install_one_3_2 %}
+{%-   do dirs.update({'one32': ('tm_commands/one-3.2', '/usr/lib/one/tm_commands/gfs2clvm', '0755')}) %}
+{%- endif %}
+
+{%- for what, (src, dst, mode) in dirs | dictsort %}
+
+gfs2clvm-frontend-driver-{{ what }}-file-recurse:
+  file.recurse:
+    - name: {{ dst }}
+    - source: salt://{{ src }}
+    - user: {{ g.owner }}
+    - group: {{ g.group }}
+    - dir_mode: '0755'
+    - file_mode: '{{ mode }}'
+    - makedirs: true
+    - clean: true
+    - exclude_pat: E@(__pycache__|\.pyc$)
+{%- endfor %}
+
+gfs2clvm-frontend-driver-conf-file-serialize:
+  file.serialize:
+    - name: {{ fe.driver_conf }}
+    - serializer: yaml
+    - user: root
+    - group: {{ g.group }}
+    - mode: '0640'
+    - dataset:
+        saltfile: {{ fe.salt_dir }}/Saltfile
+        salt_ssh: {{ fe.salt_ssh }}
+        vg: {{ g.vg }}
+        datastores: {{ fe.datastores | json }}

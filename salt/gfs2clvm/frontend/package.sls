@@ -1,0 +1,8 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
+
+gfs2clvm-frontend-package-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ g.pkgs.frontend | json }}

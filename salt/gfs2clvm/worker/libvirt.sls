@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# qemu runs as oneadmin:oneadmin and libvirt leaves device ownership alone
+# (the udev rule owns it); oneadmin may manage libvirt (polkit).
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
+
+{%- if g.libvirt.manage %}
+
+include:
+  - {{ tplroot }}.worker.package
+  - {{ tplroot }}.worker.user
+
+gfs2clvm-worker-libvirt-qemu-file-keyvalue:
+  file.keyvalue:
+    - name: {{ g.libvirt.qemu_conf }}
+    - separator: ' = '
+    - uncomment: '#'
+    - append_if_not_found: true
+    - key_values:
+        dynamic_ownership: '0'
+        user: '"{{ g.owner }}"'
+        group: '"{{ g.group }}"'
+    - require:
+      - pkg: gfs2clvm-worker-package-pkg-installed
+
+gfs2clvm-worker-libvirt-polkit-file-managed:
+  file.managed:
+    - name: {{ g.libvirt.polkit_rule }}
+    - source: salt://{{ tplroot }}/files/worker/polkit-libvirt.rules.jinja
+    - template: jinja
+    - mode: '0644'
+    - makedirs: true
+    - context:
+        owner: {{ g.owner | json }}
+    - require:
+      - pkg: gfs2clvm-worker-package-pkg-installed
+
+gfs2clvm-worker-libvirt-service-running:
+  service.running:
+    - name: {{ g.services.libvirt }}
+    - enable: true
+    - watch:
+      - file: gfs2clvm-worker-libvirt-qemu-file-keyvalue
+{%- endif %}
+
+{%- if g.selinux.manage %}
+
+{%- for boolean, value in g.selinux.booleans | dictsort %}
+
+gfs2clvm-worker-libvirt-selinux-{{ boolean }}-selinux-boolean:
+  selinux.boolean:
+    - name: {{ boolean }}
+    - value: {{ value }}
+    - persist: true
+{%- endfor %}
+
+{%- for path, setype in g.selinux.fcontexts | dictsort %}
+
+gfs2clvm-worker-libvirt-fcontext-{{ loop.index }}-selinux-fcontext_policy_present:
+  selinux.fcontext_policy_present:
+    - name: {{ path | json }}
+    - sel_type: {{ setype }}
+{%- endfor %}
+{%- endif %}
