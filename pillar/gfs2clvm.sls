@@ -78,7 +78,7 @@ gfs2clvm:
     dev_group: disk
     mode: '0660'
 
-  sudo:
+  sudoers:                       # (the module key `sudo` is auto/true/false)
     file: /etc/sudoers.d/gfs2clvm
     commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend, lvconvert, blkdiscard]
     visudo: /usr/sbin/visudo

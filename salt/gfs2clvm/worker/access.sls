@@ -37,16 +37,16 @@ gfs2clvm-worker-access-udev-cmd-run:
 
 gfs2clvm-worker-access-sudoers-file-managed:
   file.managed:
-    - name: {{ g.sudo.file }}
+    - name: {{ g.sudoers.file }}
     - source: salt://{{ tplroot }}/files/worker/sudoers.jinja
     - template: jinja
     - mode: '0440'
     - user: root
     - group: root
-    - check_cmd: {{ g.sudo.visudo }} -c -q -f
+    - check_cmd: {{ g.sudoers.visudo }} -c -q -f
     - context:
         owner: {{ g.owner | json }}
         lvm_bin: {{ g.lvm_bin | json }}
-        commands: {{ g.sudo.commands | json }}
+        commands: {{ g.sudoers.commands | json }}
     - require:
       - pkg: gfs2clvm-worker-package-pkg-installed

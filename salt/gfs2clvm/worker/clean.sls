@@ -18,7 +18,7 @@ gfs2clvm-worker-clean-polkit-file-absent:
 
 gfs2clvm-worker-clean-sudoers-file-absent:
   file.absent:
-    - name: {{ g.sudo.file }}
+    - name: {{ g.sudoers.file }}
 
 gfs2clvm-worker-clean-udev-file-absent:
   file.absent:

@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The gfs2clvm formula rendered by Salt (salt-call --local state.show_sls) for
+both OS families, as a creator node, another node and the front-end; the
+missing-pillar errors; the formula's house rules (tplroot, IDs)."""
+
+import re
+from pathlib import Path
+
+import pytest
+from formula_render import REPO, RenderError, args, show_sls
+
+FORMULA = REPO / "salt" / "gfs2clvm"
+FAMILIES = ["Debian", "RedHat"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def worker(request):
+    return request.param, show_sls("gfs2clvm", os_family=request.param, minion_id="node1")
+
+
+@pytest.fixture(scope="module")
+def worker2():
+    return show_sls("gfs2clvm", minion_id="node2")
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def frontend(request):
+    return request.param, show_sls(
+        "gfs2clvm", os_family=request.param, minion_id="frontend", pillar={"gfs2clvm": {"frontend": {"enabled": True}}}
+    )
+
+
+def test_every_sls_starts_with_tplroot_and_imports_mapdata():
+    for sls in FORMULA.rglob("*.sls"):
+        text = sls.read_text()
+        if "include:" in text and "mapdata" not in text and "tplroot" not in text:
+            continue  # include-only files (worker/init.sls, frontend/init.sls, clean.sls)
+        assert "{%- set tplroot = tpldir.split('/')[0] %}" in text, sls
+        assert re.search(r'from tplroot ~ "/map.jinja" import mapdata', text), sls
+
+
+def test_ids_follow_the_convention(worker, frontend):
+    for _, high in (worker, frontend):
+        for sid, state in high.items():
+            sls = state["__sls__"].split(".", 1)[1].replace(".", "-")
+            assert sid.startswith(f"gfs2clvm-{sls}-"), (sid, state["__sls__"])
+            module = [k for k in state if not k.startswith("__") and k != "order"][0]
+            assert f"-{module}-" in sid, sid
+
+
+def test_worker_node_gets_worker_states_only(worker):
+    _, high = worker
+    assert {s["__sls__"].split(".")[1] for s in high.values()} == {"worker"}
+
+
+def test_packages_per_family(worker):
+    family, high = worker
+    pkgs = args(high["gfs2clvm-worker-package-pkg-installed"])["pkgs"]
+    common = {"lvm2", "lvm2-lockd", "corosync", "gfs2-utils", "sudo"}
+    assert common <= set(pkgs)
+    if family == "Debian":
+        assert {"dlm-controld", "libvirt-daemon-system", "qemu-utils", "genisoimage"} <= set(pkgs)
+    else:
+        assert {"dlm", "libvirt", "qemu-kvm", "qemu-img", "xorriso"} <= set(pkgs)
+
+
+def test_sudoers_per_family(worker):
+    family, high = worker
+    sudo = args(high["gfs2clvm-worker-access-sudoers-file-managed"])
+    # /sbin on both families (EL9 and Debian 12 have /sbin -> usr/sbin; the module's default)
+    assert sudo["context"]["lvm_bin"] == "/sbin"
+    assert sudo["check_cmd"] == "/usr/sbin/visudo -c -q -f"
+    assert sudo["mode"] == "0440"
+    assert sudo["context"]["commands"] == [
+        "lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend", "lvconvert", "blkdiscard",
+    ]
+
+
+def test_selinux_only_on_redhat(worker):
+    family, high = worker
+    selinux = [sid for sid in high if "selinux" in sid]
+    if family == "Debian":
+        assert selinux == []
+    else:
+        fc = args(high["gfs2clvm-worker-libvirt-fcontext-1-selinux-fcontext_policy_present"])
+        assert fc == {"fun": "selinux.fcontext_policy_present", "name": "/var/lib/one/datastores(/.*)?",
+                      "sel_type": "virt_image_t"}
+
+
+def test_oneadmin_fixed_ids(worker):
+    _, high = worker
+    user = args(high["gfs2clvm-worker-user-user-present"])
+    assert (user["name"], user["uid"], user["gid"], user["home"]) == ("oneadmin", 9869, 9869, "/var/lib/one")
+    assert args(high["gfs2clvm-worker-user-group-present"])["gid"] == 9869
+
+
+def test_libvirt_qemu_conf(worker):
+    _, high = worker
+    kv = args(high["gfs2clvm-worker-libvirt-qemu-file-keyvalue"])
+    assert kv["key_values"] == {"dynamic_ownership": "0", "user": '"oneadmin"', "group": '"oneadmin"'}
+    assert kv["separator"] == " = " and kv["uncomment"] == "#"
+    assert "watch" in args(high["gfs2clvm-worker-libvirt-service-running"])
+
+
+def test_creator_creates_and_others_wait(worker, worker2):
+    _, high1 = worker
+    for sid in (
+        "gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared",
+        "gfs2clvm-worker-storage-lv-gfs2clvm-lv_shared",
+        "gfs2clvm-worker-storage-fs-gfs2clvm-gfs2_formatted",
+    ):
+        assert args(high1[sid])["create"] is True
+        assert args(worker2[sid])["create"] is False
+    vg = args(high1["gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared"])
+    assert vg == {
+        "fun": "gfs2clvm.vg_shared", "name": "vg_cloudstorage", "devices": ["/dev/mapper/mpatha"],
+        "create": True, "lock_type": "dlm", "timeout": 600,
+        "require": [{"service": "gfs2clvm-worker-lvm-lvmlockd-service-running"}],
+    }
+    fs = args(high1["gfs2clvm-worker-storage-fs-gfs2clvm-gfs2_formatted"])
+    assert (fs["name"], fs["locktable"], fs["journals"]) == ("/dev/vg_cloudstorage/gfs2", "onecluster:one", 2)
+
+
+def test_mount_and_owner(worker):
+    _, high = worker
+    mount = args(high["gfs2clvm-worker-storage-mount-mount-mounted"])
+    assert (mount["name"], mount["device"], mount["fstype"], mount["opts"]) == (
+        "/var/lib/one", "/dev/vg_cloudstorage/gfs2", "gfs2", "noatime")
+    dirs = args(high["gfs2clvm-worker-storage-mountpoint-file-directory"])
+    assert (dirs["user"], dirs["group"]) == ("oneadmin", "oneadmin")
+    keys = args(high["gfs2clvm-worker-storage-authorized-keys-file-managed"])
+    assert keys["name"] == "/var/lib/one/.ssh/authorized_keys" and keys["mode"] == "0600"
+
+
+def test_udev_reload_only_on_change_and_dashes_doubled():
+    high = show_sls("gfs2clvm.worker.access", pillar={"gfs2clvm": {"vg": "vg-san-1"}})
+    cmd = args(high["gfs2clvm-worker-access-udev-cmd-run"])
+    assert cmd["onchanges"] == [{"file": "gfs2clvm-worker-access-udev-file-managed"}]
+    assert cmd["name"].startswith("udevadm control --reload")
+    assert "DM_NAME=vg--san--1-lv--one--*" in cmd["name"]
+    assert args(high["gfs2clvm-worker-access-udev-file-managed"])["context"]["vg_dm"] == "vg--san--1"
+
+
+def test_journals_follow_the_node_count():
+    nodes = [{"name": f"node{i}", "nodeid": i, "ring0_addr": f"10.0.0.{i}"} for i in range(1, 5)]
+    high = show_sls("gfs2clvm.worker.storage", pillar={"gfs2clvm": {"cluster": {"nodes": nodes}}})
+    assert args(high["gfs2clvm-worker-storage-fs-gfs2clvm-gfs2_formatted"])["journals"] == 4
+
+
+def test_corosync_context_two_node(worker):
+    _, high = worker
+    ctx = args(high["gfs2clvm-worker-cluster-corosync-file-managed"])["context"]
+    assert ctx["two_node"] is True and ctx["cluster"]["name"] == "onecluster"
+    assert [n["name"] for n in ctx["cluster"]["nodes"]] == ["node1", "node2"]
+
+
+@pytest.mark.parametrize(
+    "pillar, key",
+    [
+        ({"cluster": {"name": None}}, "gfs2clvm:cluster:name"),
+        ({"cluster": {"nodes": []}}, "gfs2clvm:cluster:nodes"),
+        ({"lvm": {"creator": None}}, "gfs2clvm:lvm:creator"),
+        ({"lvm": {"pvs": []}}, "gfs2clvm:lvm:pvs"),
+    ],
+)
+def test_missing_required_pillar_key_names_it(pillar, key):
+    with pytest.raises(RenderError) as err:
+        show_sls("gfs2clvm.worker", pillar={"gfs2clvm": pillar})
+    assert f"missing required pillar key {key}" in str(err.value)
+
+
+def test_no_pillar_at_all_fails_naming_the_first_key():
+    with pytest.raises(RenderError) as err:
+        show_sls("gfs2clvm.worker", example=False)
+    assert "missing required pillar key gfs2clvm:cluster:name" in str(err.value)
+
+
+def test_pvs_not_required_on_other_nodes():
+    high = show_sls("gfs2clvm.worker.storage", minion_id="node2", pillar={"gfs2clvm": {"lvm": {"pvs": []}}})
+    assert args(high["gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared"])["devices"] == []
+
+
+def test_frontend_states(frontend):
+    family, high = frontend
+    assert {s["__sls__"].split(".")[1] for s in high.values()} == {"frontend"}
+    recurse = {args(s)["name"]: args(s) for sid, s in high.items() if sid.endswith("file-recurse")}
+    assert recurse["/var/lib/one/remotes/tm/gfs2clvm"]["source"] == "salt://tm_commands/tm/gfs2clvm"
+    assert recurse["/var/lib/one/remotes/tm/gfs2clvm"]["file_mode"] == "0755"
+    assert recurse["/var/lib/one/remotes/datastore/gfs2clvm"]["source"] == "salt://tm_commands/datastore/gfs2clvm"
+    assert recurse["/var/lib/one/remotes/lib/gfs2clvm_driver"]["source"] == "salt://tm_commands/lib/gfs2clvm_driver"
+    pkgs = args(high["gfs2clvm-frontend-package-pkg-installed"])["pkgs"]
+    assert pkgs == (["openssh-client"] if family == "Debian" else ["openssh-clients"])
+    conf = args(high["gfs2clvm-frontend-driver-conf-file-serialize"])
+    assert conf["name"] == "/etc/one/gfs2clvm.conf"
+    assert conf["dataset"]["saltfile"] == "/etc/one/gfs2clvm/Saltfile"
+    assert conf["dataset"]["vg"] == "vg_cloudstorage"
+
+
+def test_frontend_roster(frontend):
+    _, high = frontend
+    roster = args(high["gfs2clvm-frontend-saltssh-roster-file-serialize"])["dataset"]
+    assert sorted(roster) == ["node1", "node2"]
+    node1 = roster["node1"]
+    assert (node1["host"], node1["port"], node1["user"]) == ("192.0.2.11", 22, "oneadmin")
+    assert node1["minion_opts"]["module_dirs"] == ["/usr/lib/gfs2clvm/_modules"]
+    assert node1["minion_opts"]["gfs2clvm"] == {
+        "vg": "vg_cloudstorage", "mountpoint": "/var/lib/one", "owner": "oneadmin",
+        "group": "oneadmin", "lvm_bin": "/sbin",
+    }
+    hosts = sorted(args(s)["name"] for sid, s in high.items() if "known-host" in sid)
+    assert hosts == ["192.0.2.11", "192.0.2.12"]
+    saltfile = args(high["gfs2clvm-frontend-saltssh-saltfile-file-serialize"])["dataset"]
+    assert saltfile == {"salt-ssh": {"config_dir": "/etc/one/gfs2clvm", "log_level": "warning"}}
+
+
+def test_frontend_one_3_2_adapters_optional():
+    high = show_sls(
+        "gfs2clvm.frontend.driver",
+        minion_id="frontend",
+        pillar={"gfs2clvm": {"frontend": {"install_one_3_2": True}}},
+    )
+    one32 = args(high["gfs2clvm-frontend-driver-one32-file-recurse"])
+    assert (one32["name"], one32["source"]) == ("/usr/lib/one/tm_commands/gfs2clvm", "salt://tm_commands/one-3.2")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_clean_renders(family):
+    high = show_sls("gfs2clvm.clean", os_family=family)
+    funs = {args(s)["fun"] for s in high.values()}
+    assert "mount.unmounted" in funs and "file.absent" in funs
+    # clean never removes data
+    text = "".join(str(s) for s in high.values())
+    for forbidden in ("vgremove", "lvremove", "wipefs", "mkfs"):
+        assert forbidden not in text
+
+
+def test_example_top_files_exist():
+    assert "gfs2clvm.worker" in (REPO / "salt" / "top.sls").read_text()
+    assert "gfs2clvm" in (REPO / "pillar" / "top.sls").read_text()
+
+
+def test_every_state_id_unique_across_sls_files():
+    ids = []
+    for sls in FORMULA.rglob("*.sls"):
+        ids += re.findall(r"^(gfs2clvm-[\w-]+):\s*$", sls.read_text(), re.M)
+    assert len(ids) == len(set(ids))
+    assert Path(FORMULA / "map.jinja").exists()
