@@ -280,22 +280,33 @@ def _config():
         raise SaltInvocationError("the gfs2clvm configuration must be a mapping")
     conf = dict(DEFAULTS)
     conf.update({key: val for key, val in given.items() if key in DEFAULTS})
-    conf["vg"] = _vg(conf["vg"])
-    conf["mountpoint"] = _clean_path(conf["mountpoint"], "mountpoint")
-    conf["mount_check"] = _choice(conf["mount_check"], ("gfs2", "mount", "none"), "mount_check")
-    conf["default_size_mb"] = _size_mb(conf["default_size_mb"], "default_size_mb")
-    conf["dd_bs"] = _block_size(conf["dd_bs"])
-    conf["zero_new"] = _flag(conf["zero_new"], "zero_new")
-    conf["wipe_on_delete"] = _flag(conf["wipe_on_delete"], "wipe_on_delete")
-    conf["thin_pool"] = _lv(conf["thin_pool"]) if conf["thin_pool"] else ""
-    conf["owner"] = _account(conf["owner"], "owner")
-    conf["group"] = _account(conf["group"], "group")
-    conf["sudo"] = "auto" if conf["sudo"] == "auto" else _flag(conf["sudo"], "sudo")
-    conf["lvm_bin"] = _clean_path(conf["lvm_bin"], "lvm_bin")
-    pct = conf["snapshot_size_pct"]
-    if isinstance(pct, bool) or not isinstance(pct, int) or not 0 < pct <= 100:
-        raise SaltInvocationError(f"snapshot_size_pct must be 1..100, not {pct!r}")
+    checks = {
+        "vg": _vg,
+        "mountpoint": lambda v: _clean_path(v, "mountpoint"),
+        "mount_check": lambda v: _choice(v, ("gfs2", "mount", "none"), "mount_check"),
+        "default_size_mb": lambda v: _size_mb(v, "default_size_mb"),
+        "dd_bs": _block_size,
+        "zero_new": lambda v: _flag(v, "zero_new"),
+        "wipe_on_delete": lambda v: _flag(v, "wipe_on_delete"),
+        "thin_pool": lambda v: _lv(v) if v else "",
+        "owner": lambda v: _account(v, "owner"),
+        "group": lambda v: _account(v, "group"),
+        "sudo": lambda v: "auto" if v == "auto" else _flag(v, "sudo"),
+        "lvm_bin": lambda v: _clean_path(v, "lvm_bin"),
+        "snapshot_size_pct": _percent,
+    }
+    for key, check in checks.items():
+        try:
+            conf[key] = check(conf[key])
+        except SaltInvocationError as err:
+            raise SaltInvocationError(f"gfs2clvm setting {key}: {err}") from err
     return conf
+
+
+def _percent(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 100:
+        raise SaltInvocationError(f"must be a percentage 1..100, not {value!r}")
+    return value
 
 
 def _block_size(value):
@@ -1476,20 +1487,24 @@ def vm_delete(vmid, vg=None, path=None, wipe=None):
     return {"vmid": vmid, "vg": vg, "removed": [lv["name"] for lv in lvs], "wiped": wiped, "dir": removed_dir}
 
 
-def _orphans(conf, vg, vmids):
-    """Orphan LVs and dangling links (see ``orphans``)."""
-    known = vmids
+def _orphans(conf, vg, known):
+    """Orphan VM LVs and dangling ``disk.*`` links (see ``orphans``)."""
+    all_lvs = _lvs(conf, vg)
+    names = {lv["name"] for lv in all_lvs}
     linked, dangling = set(), []
     for directory in sorted(glob.glob(f"{conf['mountpoint']}/datastores/*/*")):
         if not re.match(r"^\d+$", os.path.basename(directory)) or os.path.islink(directory):
             continue
         for item in _links(directory):
-            if item["lv"]:
-                linked.add(item["lv"])
-            if not item["exists"]:
+            device = _lv_device(os.path.normpath(item["target"])) if item["target"].startswith("/") else None
+            if device and device[0] == vg:
+                linked.add(device[1])
+                if device[1] not in names:
+                    dangling.append({"path": item["path"], "target": item["target"]})
+            elif not device and not item["exists"]:
                 dangling.append({"path": item["path"], "target": item["target"]})
     lvs = []
-    for lv in _lvs(conf, vg, "lv_name=~^lv-one-"):
+    for lv in all_lvs:
         parsed = RE_VM_LV.match(lv["name"]) or RE_SNAP_LV.match(lv["name"])
         if not parsed:
             continue
@@ -1512,6 +1527,9 @@ def orphans(vg=None, vmids=None):
         the ids of the VMs that exist (e.g. from ``onevm list``): every
         ``lv-one-<id>-*`` of another id is an orphan. Without it, an LV is an
         orphan when no ``disk.*`` link points at it and its VM has no directory.
+
+    A dangling link is a ``disk.*`` symlink to an LV of ``vg`` that does not
+    exist, or to a missing file. Reads the whole VG (an admin report).
 
     Returns ``{vg, lvs: [{name, vmid, size_mb, open, reason}], links: [{path, target}]}``.
 
@@ -1544,13 +1562,12 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     vg, vmids = _vg(vg or conf["vg"]), _vmids(vmids)
     dry_run = _flag(dry_run, "dry_run")
     lvs, links = _orphans(conf, vg, vmids)
-    names = [lv["name"] for lv in lvs if not lv["open"]]
+    names = sorted((lv["name"] for lv in lvs if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
     skipped = [lv["name"] for lv in lvs if lv["open"]]
     paths = [item["path"] for item in links]
     if not dry_run:
         if paths:
             _mount_check(conf)
-        names.sort(key=lambda name: (not RE_SNAP_LV.match(name), name))
         if names:
             _run(_lvm(conf, "lvremove", "--yes", *[f"{vg}/{name}" for name in names]))
         for path in paths:
