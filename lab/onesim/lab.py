@@ -215,8 +215,11 @@ class SshHypervisor:
 PROBE = r'''
 vg=$1; shift
 set -o pipefail
+err=$(mktemp) || exit 1
 echo "@lvs"
-lvs --reportformat json --units b --nosuffix -o lv_name,lv_attr,lv_size "$vg" 2>&1 || echo '{"error":"lvs failed"}'
+lvs --reportformat json --units b --nosuffix -o lv_name,lv_attr,lv_size "$vg" 2>"$err" || echo '{"error":"lvs failed"}'
+echo "@lvserr"
+tail -n 3 "$err"; rm -f "$err"
 echo "@items"
 for spec; do
   kind=${spec%%:*}; rest=${spec#*:}
@@ -249,14 +252,14 @@ done
 
 def parse_probe(text: str) -> tuple[dict, dict]:
     """``({lv_name: attr}, {(kind, key): [values]})`` from a probe's output."""
-    lvs_text, _, items_text = text.partition("@items\n")
-    lvs_text = lvs_text.split("@lvs\n", 1)[-1]
+    head, _, items_text = text.partition("@items\n")
+    lvs_text, _, err_text = head.split("@lvs\n", 1)[-1].partition("@lvserr\n")
     try:
         report = json.loads(lvs_text)
     except json.JSONDecodeError:
         report = {"error": lvs_text.strip()}
     if "error" in report:
-        raise LabError(f"lvs: {report['error']}")
+        raise LabError(f"lvs failed: {err_text.strip() or report['error']}")
     lvs = {}
     for rep in report.get("report", []):
         for lv in rep.get("lv", []):

@@ -246,8 +246,9 @@ class Matrix:
         return [s for s in self.steps if s.name in wanted]
 
 
-def run(matrix: Matrix, steps=None, checker=None, final_check=None, out=sys.stdout, verbose=False):
+def run(matrix: Matrix, steps=None, checker=None, final_check=None, out=None, verbose=False):
     """Run the steps; after each, ``checker(step) -> [problems]``. Prints the table as it goes."""
+    out = out or sys.stdout
     driver = matrix.oned.driver
     results: list[StepResult] = []
     failed: set[str] = set()
