@@ -248,6 +248,11 @@ file_roots:
   base:
     - $REPO
     - $REPO/salt
+# the repo root is a file root (for _modules/_states): keep the fileserver out of these
+file_ignore_regex:
+  - '/\.(venv|lab|git|cache|pytest_cache)(/|\$)'
+  - '/(build|dist)(/|\$)'
+  - '\.egg-info(/|\$)'
 pillar_roots:
   base:
     - $PILLAR

@@ -1,0 +1,211 @@
+"""Lab tier: the qemu/TCG two-worker SAN cluster of ``lab/lab.sh``.
+
+The session fixture ``lab`` brings the lab up once for all lab tests -- ``lab.sh build``,
+``lab.sh up 2``, ``lab.sh provision`` (``LAB_PROVISION=bootstrap|highstate``, default
+bootstrap) -- and takes it down at the end of the session.  A lab that cannot come up
+(qemu missing, boot timeout, provisioning error) FAILS the tests that use it, with the
+tail of the lab's output; it is never skipped.
+
+``LAB_KEEP=1`` leaves the lab running after the session and reuses a running lab when it
+is healthy (every node answers ssh and has GFS2 at /var/lib/one): handy while developing.
+``LAB_DIR`` / ``LAB_PORT_BASE`` choose the lab (see docs/lab.md).
+
+    lab.nodes                          ['node1', 'node2']
+    lab.ssh('node1', 'lvs', user='oneadmin')  -> CompletedProcess (plain ssh, text)
+    lab.salt_ssh('node1', 'gfs2clvm.lv_info', 'gfs2')  -> (rc, data, stderr)
+    lab.roster, lab.saltfile, lab.dir
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_SH = REPO / "lab" / "lab.sh"
+SALT_SSH = os.environ.get("SALT_SSH", str(REPO / ".venv" / "bin" / "salt-ssh"))
+NODES = 2
+VG = "vg_cloudstorage"
+MOUNTPOINT = "/var/lib/one"
+
+
+class LabError(Exception):
+    """The lab could not be brought up or used."""
+
+
+class Lab:
+    """Handle on a running lab (paths, plain ssh, salt-ssh)."""
+
+    def __init__(self, lab_dir, env):
+        self.dir = Path(lab_dir)
+        self.env = env
+        self.nodes = [f"node{i}" for i in range(1, NODES + 1)]
+        self.saltfile = self.dir / "Saltfile"
+        self.roster = self.dir / "salt" / "roster"
+        self.key = self.dir / "ssh" / "id_ed25519"
+        self.known_hosts = self.dir / "ssh" / "known_hosts"
+        self.vg = VG
+        self.mountpoint = MOUNTPOINT
+        self.timings = {}
+
+    # -- lab.sh ----------------------------------------------------------------
+    def lab_sh(self, *args, timeout=900):
+        """Run ``lab/lab.sh ARGS``; raise LabError with its output on failure."""
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(
+                ["bash", str(LAB_SH), *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise LabError(f"lab.sh {' '.join(args)}: no answer after {timeout}s") from err
+        self.timings[" ".join(args)] = round(time.monotonic() - t0, 1)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+            raise LabError(f"lab.sh {' '.join(args)} failed (rc={proc.returncode}):\n{tail}")
+        return proc
+
+    # -- plain ssh -------------------------------------------------------------
+    def ssh_argv(self, node, user="root"):
+        port = (self.dir / "vms" / f"{node}.port").read_text().strip()
+        return [
+            "ssh", "-F", "/dev/null", "-p", port, "-i", str(self.key),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15",
+            "-o", "LogLevel=ERROR", f"{user}@127.0.0.1",
+        ]  # fmt: skip
+
+    def ssh(self, node, cmd, user="root", timeout=300, check=False, input=None):
+        """Run ``cmd`` (a remote shell command string, or an argv list that is quoted
+        for the remote shell) on ``node`` as ``user``; return the CompletedProcess."""
+        if not isinstance(cmd, str):
+            cmd = shlex.join(cmd)
+        proc = subprocess.run(
+            [*self.ssh_argv(node, user), cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{user}@{node}: {cmd!r} -> rc {proc.returncode}\n{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def out(self, node, cmd, user="root"):
+        """stdout (stripped) of a command that must succeed."""
+        return self.ssh(node, cmd, user=user, check=True).stdout.strip()
+
+    # -- salt-ssh ----------------------------------------------------------------
+    def salt_ssh(self, target, fun, *args, timeout=600, **kwargs):
+        """Run the host's real salt-ssh with the lab's Saltfile and ``--out json``.
+
+        ``target`` is a roster name (``node1`` = oneadmin, ``node1-root`` = root) or a
+        list of names (``-L``).  Positional args and kwargs are passed on the command
+        line; non-strings are JSON-encoded (salt parses them as YAML).  Returns
+        ``(rc, data, stderr)``: for a single target ``data`` is that target's return
+        value, for a list the whole ``{target: return}`` dict; None if the output is
+        not JSON.
+        """
+
+        def enc(value):
+            return value if isinstance(value, str) else json.dumps(value)
+
+        argv = [SALT_SSH, "--saltfile", str(self.saltfile), "--out", "json", "--no-color"]
+        if isinstance(target, (list, tuple)):
+            argv += ["-L", ",".join(target)]
+        else:
+            argv.append(target)
+        argv.append(fun)
+        argv += [enc(a) for a in args]
+        argv += [f"{k}={enc(v)}" for k, v in kwargs.items()]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=self.dir
+        )
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(target, str) and target in data:
+            data = data[target]
+        return proc.returncode, data, proc.stderr
+
+    # -- health ------------------------------------------------------------------
+    def healthy(self):
+        """Every node answers ssh and has GFS2 mounted at the mountpoint."""
+        for node in self.nodes:
+            if not (self.dir / "vms" / f"{node}.port").exists():
+                return False
+            try:
+                proc = self.ssh(node, f"grep -q ' {MOUNTPOINT} gfs2 ' /proc/mounts", timeout=30)
+            except subprocess.TimeoutExpired:
+                return False
+            if proc.returncode != 0:
+                return False
+        return True
+
+
+def _lab_env():
+    env = dict(os.environ)
+    env.setdefault("LAB_DIR", str(REPO / ".lab"))
+    if env.get("LAB_KEEP") != "1":
+        env.setdefault("LAB_TIMEOUT", "3600")  # qemu's hard lifetime if pytest dies
+    return env
+
+
+@pytest.fixture(scope="session")
+def lab():
+    env = _lab_env()
+    keep = env.get("LAB_KEEP") == "1"
+    handle = Lab(env["LAB_DIR"], env)
+    started = False
+    try:
+        if keep and handle.healthy():
+            pass  # reuse the running, provisioned lab
+        else:
+            vms = handle.dir / "vms"
+            if vms.is_dir() and any(vms.glob("node*.pid")):
+                handle.lab_sh("down", timeout=120)
+            handle.lab_sh("build", timeout=300)
+            started = True
+            handle.lab_sh("up", str(NODES), timeout=600)
+            handle.lab_sh("provision", timeout=900)
+    except (LabError, OSError, subprocess.SubprocessError) as err:
+        if started and not keep:
+            try:
+                handle.lab_sh("down", timeout=120)
+            except LabError:
+                pass
+        pytest.fail(f"the lab did not come up: {err}", pytrace=False)
+    yield handle
+    try:
+        (handle.dir / "timings.json").write_text(json.dumps(handle.timings, indent=1) + "\n")
+    except OSError:
+        pass
+    if not keep:
+        handle.lab_sh("down", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def lab_salt(lab):
+    """The lab with the salt thin deployed on every node for root and oneadmin (one
+    cold salt-ssh call per user for all nodes, in parallel), so tests pay warm calls."""
+    for suffix in ("", "-root"):
+        targets = [f"{node}{suffix}" for node in lab.nodes]
+        t0 = time.monotonic()
+        rc, data, err = lab.salt_ssh(targets, "test.ping")
+        lab.timings[f"salt-ssh cold test.ping {targets}"] = round(time.monotonic() - t0, 1)
+        if rc != 0 or not isinstance(data, dict) or not all(data.get(t) is True for t in targets):
+            pytest.fail(f"salt-ssh test.ping {targets} failed: rc={rc} data={data} {err[-2000:]}")
+    return lab

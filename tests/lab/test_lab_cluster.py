@@ -1,0 +1,144 @@
+"""The lab cluster itself, checked with plain ssh: GFS2 shared by the workers, the shared
+VG under lvmlockd (dlm), exclusive/shared activation, the oneadmin udev rule and the
+sudoers rule that the driver relies on."""
+
+import secrets
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+VG = "vg_cloudstorage"
+
+
+def lvm(lab, node, args, user="root"):
+    """An LVM command on ``node``: as root directly, as oneadmin through ``sudo -n``."""
+    prefix = [] if user == "root" else ["sudo", "-n"]
+    return lab.ssh(node, [*prefix, *args], user=user, check=True)
+
+
+@pytest.fixture
+def lv_name(lab):
+    """A fresh ``lv-one-<vmid>-0`` name; the LV is removed afterwards (deactivated on
+    every node first: lvremove needs it inactive everywhere)."""
+    name = f"lv-one-{secrets.randbelow(10**9) + 10**9}-0"
+    yield name
+    for node in lab.nodes:
+        lab.ssh(node, ["lvchange", "-q", "-an", f"{VG}/{name}"])
+    lab.ssh(lab.nodes[0], ["lvremove", "-q", "-y", f"{VG}/{name}"])
+
+
+def test_gfs2_file_written_on_node1_is_read_on_node2(lab):
+    node1, node2 = lab.nodes[:2]
+    token = secrets.token_hex(16)
+    path = f"/var/lib/one/lab-test-{token}"
+    for node in lab.nodes:
+        assert lab.out(node, "findmnt -n -o FSTYPE -M /var/lib/one") == "gfs2"
+        assert lab.out(node, "stat -c %U:%G /var/lib/one") == "oneadmin:oneadmin"
+    lab.ssh(node1, f"echo {token} >{path}", user="oneadmin", check=True)
+    assert lab.out(node2, ["cat", path], user="oneadmin") == token
+    lab.ssh(node2, f"echo appended >>{path}", user="oneadmin", check=True)
+    assert lab.out(node1, ["cat", path], user="oneadmin").split() == [token, "appended"]
+    lab.ssh(node2, ["rm", path], user="oneadmin", check=True)
+    assert lab.ssh(node1, ["test", "-e", path]).returncode == 1
+
+
+def test_lv_created_on_node1_is_listed_on_node2(lab, lv_name):
+    node1, node2 = lab.nodes[:2]
+    lvm(lab, node1, ["lvcreate", "-q", "-y", "-L", "8M", "-n", lv_name, VG])
+    listed = lab.out(node2, ["lvs", "--noheadings", "-o", "lv_name", VG]).split()
+    assert lv_name in listed
+    assert lab.out(node2, ["vgs", "--noheadings", "-o", "vg_lock_type", VG]) == "dlm"
+
+
+def test_exclusive_activation_excludes_other_node_then_shared_on_both(lab, lv_name):
+    node1, node2 = lab.nodes[:2]
+    dev = f"/dev/{VG}/{lv_name}"
+    lab.ssh(node1, ["lvcreate", "-q", "-y", "-an", "-Zn", "-L", "8M", "-n", lv_name, VG], check=True)
+    lab.ssh(node1, ["lvchange", "-aey", f"{VG}/{lv_name}"], check=True)
+    assert lab.ssh(node1, ["test", "-b", dev]).returncode == 0
+    for mode in ("-aey", "-asy", "-ay"):
+        refused = lab.ssh(node2, ["lvchange", mode, f"{VG}/{lv_name}"])
+        assert refused.returncode != 0, f"node2 {mode} while node1 holds it exclusively"
+        assert "locked by other host" in refused.stderr or "Failed to lock" in refused.stderr
+    assert lab.ssh(node2, ["test", "-e", dev]).returncode == 1
+    lab.ssh(node1, ["lvchange", "-an", f"{VG}/{lv_name}"], check=True)
+    for node in (node1, node2):
+        lab.ssh(node, ["lvchange", "-asy", f"{VG}/{lv_name}"], check=True)
+        assert lab.ssh(node, ["test", "-b", dev]).returncode == 0
+    # while shared on both, nobody gets it exclusively
+    assert lab.ssh(node1, ["lvchange", "-aey", f"{VG}/{lv_name}"]).returncode != 0
+
+
+def test_new_driver_lvs_belong_to_oneadmin_on_every_node(lab, lv_name):
+    node1 = lab.nodes[0]
+    image = f"lv-oneimg-{secrets.token_hex(16)}"
+    plain = f"lab-plain-{secrets.token_hex(4)}"
+    try:
+        for name in (lv_name, image, plain):
+            lvm(lab, node1, ["/sbin/lvcreate", "-q", "-y", "-an", "-Zn", "-L", "8M", "-n", name, VG],
+                user="oneadmin")
+        for node in lab.nodes:
+            for name in (lv_name, image, plain):
+                lab.ssh(node, ["lvchange", "-asy", f"{VG}/{name}"], check=True)
+            for name in (lv_name, image):
+                # the /dev/VG/LV symlink and the dm node it points to
+                assert lab.out(node, f"stat -L -c %U:%G:%a /dev/{VG}/{name}") == "oneadmin:disk:660"
+                assert lab.out(node, f"stat -c %U:%G:%a $(readlink -f /dev/{VG}/{name})") == (
+                    "oneadmin:disk:660"
+                )
+            assert lab.out(node, f"stat -L -c %U:%G /dev/{VG}/{plain}") == "root:disk"
+    finally:
+        for name in (image, plain):
+            for node in lab.nodes:
+                lab.ssh(node, ["lvchange", "-q", "-an", f"{VG}/{name}"])
+            lab.ssh(node1, ["lvremove", "-q", "-y", f"{VG}/{name}"])
+
+
+def test_oneadmin_writes_its_lv_without_sudo(lab, lv_name):
+    node1, node2 = lab.nodes[:2]
+    dev = f"/dev/{VG}/{lv_name}"
+    lvm(lab, node1, ["/sbin/lvcreate", "-q", "-y", "-L", "8M", "-n", lv_name, VG],
+        user="oneadmin")
+    assert lab.out(node1, "id -Gn", user="oneadmin").split() == ["oneadmin"]  # not in 'disk'
+    lab.ssh(
+        node1,
+        f"head -c 4194304 /dev/urandom >/tmp/blk && dd if=/tmp/blk of={dev} bs=1M oflag=direct status=none"
+        " && sha256sum </tmp/blk",
+        user="oneadmin",
+        check=True,
+    )
+    want = lab.out(node1, "sha256sum </tmp/blk", user="oneadmin")
+    # what the other node reads from the SAN after the LV moves there
+    lvm(lab, node1, ["/sbin/lvchange", "-an", f"{VG}/{lv_name}"], user="oneadmin")
+    lvm(lab, node2, ["/sbin/lvchange", "-aey", f"{VG}/{lv_name}"], user="oneadmin")
+    got = lab.out(node2, f"head -c 4194304 {dev} | sha256sum", user="oneadmin")
+    assert got == want
+    # a root LV is not writable for oneadmin
+    refused = lab.ssh(node2, "dd if=/dev/zero of=/dev/vda bs=512 count=1 status=none", user="oneadmin")
+    assert refused.returncode != 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/sbin/vgremove", "-f", VG],
+        ["/sbin/lvm", "lvs"],
+        ["/sbin/pvcreate", "/dev/vda"],
+        ["/bin/bash", "-c", "id"],
+        ["/bin/dd", "if=/dev/zero", "of=/dev/vda", "count=1"],
+    ],
+    ids=["vgremove", "lvm", "pvcreate", "bash", "dd"],
+)
+def test_sudo_refuses_other_commands(lab, argv):
+    proc = lab.ssh(lab.nodes[0], ["sudo", "-n", *argv], user="oneadmin")
+    assert proc.returncode != 0
+    assert "password is required" in proc.stderr or "not allowed" in proc.stderr
+
+
+def test_sudo_allows_exactly_the_lvm_commands(lab):
+    listed = lab.out(lab.nodes[0], "sudo -n -l", user="oneadmin")
+    for cmd in ("lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend", "lvconvert", "blkdiscard"):
+        assert f"/sbin/{cmd}" in listed
+    lvs = lvm(lab, lab.nodes[1], ["/sbin/lvs", "--reportformat", "json", VG], user="oneadmin")
+    assert '"lv_name":"gfs2"' in lvs.stdout.replace(" ", "")
