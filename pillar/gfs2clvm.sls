@@ -22,8 +22,8 @@ gfs2clvm:
 
   # ---- per-family lookups, normally left alone (osfamilymap.yaml) ------------
   # pkgs:
-  #   worker: [lvm2, lvm2-lockd, dlm-controld, corosync, gfs2-utils, libvirt-daemon-system,
-  #            qemu-system-x86, qemu-utils, genisoimage, sudo, polkitd]
+  #   worker: [lvm2, lvm2-lockd, dlm-controld, corosync, gfs2-utils, qemu-utils, genisoimage, sudo]
+  #   libvirt: [libvirt-daemon-system, qemu-system-x86, polkitd]   # only with libvirt:manage
   #   frontend: [openssh-client]
   # services: {corosync: corosync, dlm: dlm, lvmlockd: lvmlockd, lvmlocks: lvmlocks, libvirt: libvirtd}
 
@@ -35,6 +35,8 @@ gfs2clvm:
     authorized_keys:             # the front-end oneadmin's public key(s), written to the shared home
       - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample oneadmin@frontend
 
+  # node_name: node1            # this node's name in cluster:nodes when neither the minion id
+  #                              # nor the hostname is (set it per node)
   cluster:
     name: onecluster             # REQUIRED: corosync cluster_name (<= 32 chars) = GFS2 lock table prefix
     transport: knet

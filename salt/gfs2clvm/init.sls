@@ -4,10 +4,9 @@
 # gfs2clvm:cluster:nodes), `gfs2clvm.frontend` where gfs2clvm:frontend:enabled.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
-{%- set node_names = (g.cluster.nodes or []) | map(attribute='name') | list %}
 
 {%- set incl = [] %}
-{%- if g.node_id in node_names %}{% do incl.append(tplroot ~ '.worker') %}{% endif %}
+{%- if g.is_node %}{% do incl.append(tplroot ~ '.worker') %}{% endif %}
 {%- if g.frontend.enabled %}{% do incl.append(tplroot ~ '.frontend') %}{% endif %}
 
 include: {{ incl | json }}

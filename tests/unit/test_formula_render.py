@@ -58,10 +58,27 @@ def test_packages_per_family(worker):
     pkgs = args(high["gfs2clvm-worker-package-pkg-installed"])["pkgs"]
     common = {"lvm2", "lvm2-lockd", "corosync", "gfs2-utils", "sudo"}
     assert common <= set(pkgs)
+    virt = args(high["gfs2clvm-worker-libvirt-pkg-installed"])["pkgs"]
     if family == "Debian":
-        assert {"dlm-controld", "libvirt-daemon-system", "qemu-utils", "genisoimage"} <= set(pkgs)
+        assert {"dlm-controld", "qemu-utils", "genisoimage"} <= set(pkgs)
+        assert virt == ["libvirt-daemon-system", "qemu-system-x86", "polkitd"]
     else:
-        assert {"dlm", "libvirt", "qemu-kvm", "qemu-img", "xorriso"} <= set(pkgs)
+        assert {"dlm", "qemu-img", "xorriso"} <= set(pkgs)
+        assert virt == ["libvirt", "qemu-kvm", "polkit"]
+
+
+def test_libvirt_can_be_left_alone():
+    high = show_sls("gfs2clvm.worker", pillar={"gfs2clvm": {"libvirt": {"manage": False}}})
+    assert not [sid for sid in high if "libvirt" in sid]
+    assert "libvirt-daemon-system" not in args(high["gfs2clvm-worker-package-pkg-installed"])["pkgs"]
+
+
+def test_node_found_by_hostname_when_the_roster_id_differs():
+    """salt-ssh's minion id is the roster name (node2-root); the hostname is node2."""
+    high = show_sls("gfs2clvm", minion_id="node2-root", pillar={"gfs2clvm": {"node_name": "node2"}})
+    assert args(high["gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared"])["create"] is False
+    high = show_sls("gfs2clvm", minion_id="node1-root", pillar={"gfs2clvm": {"node_name": "node1"}})
+    assert args(high["gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared"])["create"] is True
 
 
 def test_sudoers_per_family(worker):

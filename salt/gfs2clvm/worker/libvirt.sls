@@ -7,9 +7,9 @@
 
 {%- if g.libvirt.manage %}
 
-include:
-  - {{ tplroot }}.worker.package
-  - {{ tplroot }}.worker.user
+gfs2clvm-worker-libvirt-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ g.pkgs.libvirt | json }}
 
 gfs2clvm-worker-libvirt-qemu-file-keyvalue:
   file.keyvalue:
@@ -22,7 +22,7 @@ gfs2clvm-worker-libvirt-qemu-file-keyvalue:
         user: '"{{ g.owner }}"'
         group: '"{{ g.group }}"'
     - require:
-      - pkg: gfs2clvm-worker-package-pkg-installed
+      - pkg: gfs2clvm-worker-libvirt-pkg-installed
 
 gfs2clvm-worker-libvirt-polkit-file-managed:
   file.managed:
@@ -34,7 +34,7 @@ gfs2clvm-worker-libvirt-polkit-file-managed:
     - context:
         owner: {{ g.owner | json }}
     - require:
-      - pkg: gfs2clvm-worker-package-pkg-installed
+      - pkg: gfs2clvm-worker-libvirt-pkg-installed
 
 gfs2clvm-worker-libvirt-service-running:
   service.running:
