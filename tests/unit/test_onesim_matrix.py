@@ -304,3 +304,20 @@ def test_probe_reports_lvs_failure(tmp_path):
                           check=False)
     with pytest.raises(Exception, match='lvs failed: Volume group "vg_cloudstorage" not found'):
         parse_probe(proc.stdout.decode())
+
+
+def test_docs_matrix_table_matches_the_simulator(fake):  # noqa: F811
+    """docs/matrix.md's step table lists the calls the simulator really issues."""
+    import re
+
+    rows = {}
+    for line in (REPO / "docs" / "matrix.md").read_text().splitlines():
+        m = re.match(r"\| (\d+) \| ([\w+-]+) \| .* \| `([^`]*)` \|$", line)
+        if m:
+            rows[m.group(2)] = m.group(3)
+    from onesim.matrix import compact
+
+    oned = Oned(DriverRunner(fake.root, conf=fake.conf), SavingHypervisor(), hosts=["node1", "node2"],
+                fe_host="fe", fe_dir=fake.tmp / "fe")
+    results = run(Matrix(oned, ["node1", "node2"], fake.tmp / "work", seed=3), out=io.StringIO())
+    assert rows == {r.step.name: compact([c.action for c in r.calls]) or "-" for r in results}
