@@ -1,0 +1,279 @@
+"""Datastore actions (``remotes/datastore/gfs2clvm/<action>``).
+
+oned sends ``<DS_DRIVER_ACTION_DATA><DATASTORE/><IMAGE/></DS_DRIVER_ACTION_DATA>``
+base64-encoded on stdin with the datastore/image id as the argument (up to
+OpenNebula 6.6: the base64 XML was argv[1]).  Image volumes are
+``lv-oneimg-<32 hex>`` LVs of the datastore's VG, made on a worker of its
+BRIDGE_LIST.  Outputs are what oned parses: cp/clone ``SOURCE FORMAT``, mkfs
+``SOURCE``, stat the size in MB, monitor ``USED_MB= FREE_MB= TOTAL_MB=``.
+"""
+
+import base64
+import binascii
+import math
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+
+from . import config, stream, validate
+from .core import DriverError, info
+from .saltssh import salt_ssh
+
+LVM_URL_RE = re.compile(r"^lvm://(\d+)/(\d+)$")
+VOL_URL_RE = re.compile(r"^vol://(\d+|lv-oneimg-[0-9a-f]{32})$")
+
+
+class DsAction:
+    """The parsed ``DS_DRIVER_ACTION_DATA`` document."""
+
+    def __init__(self, root, ds_id=None):
+        if root.tag != "DS_DRIVER_ACTION_DATA":
+            raise DriverError(f"unexpected driver action document <{root.tag}>")
+        self.root = root
+        xml_id = self.text("DATASTORE/ID")
+        self.ds_id = validate.ident(xml_id if xml_id else ds_id, "datastore id")
+
+    def text(self, xpath, default=""):
+        node = self.root.find(xpath)
+        return (node.text or "").strip() if node is not None and node.text else default
+
+    def ds(self, attr, default=""):
+        return self.text(f"DATASTORE/TEMPLATE/{attr}", default)
+
+    def image(self, attr, default=""):
+        return self.text(f"IMAGE/{attr}", default)
+
+    @property
+    def image_id(self):
+        return validate.ident(self.image("ID", "0"), "image id")
+
+    @property
+    def bridge_list(self):
+        return [validate.host(h, "BRIDGE_LIST host") for h in self.ds("BRIDGE_LIST").split()]
+
+    def vg(self, conf):
+        return validate.vg(self.ds("VG_NAME") or conf["vg"])
+
+    def dirs(self, attr, fallback):
+        value = self.ds(attr)
+        return value.split() if value else list(fallback)
+
+
+def decode(text):
+    """Base64 → XML root (with a clear error for garbage)."""
+    try:
+        raw = base64.b64decode("".join(str(text).split()), validate=True)
+        return ET.fromstring(raw)
+    except (binascii.Error, ValueError, ET.ParseError) as err:
+        raise DriverError(f"driver action data is not base64 XML: {err}") from None
+
+
+def read_action(argv, stdin=None):
+    """``[id]`` + stdin (>= 6.6) or ``[b64xml, id]`` (older)."""
+    validate.argc(argv, 1, 2, usage="<action> [b64 xml] id")
+    if len(argv) == 2:
+        return DsAction(decode(argv[0]), argv[1])
+    if stdin is None:
+        stdin = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    if not stdin.strip():
+        raise DriverError("no driver action data on stdin")
+    return DsAction(decode(stdin), argv[0])
+
+
+def choose_host(action, conf, key=0):
+    """A worker of BRIDGE_LIST (config bridge_list as fallback), spread by ``key``."""
+    hosts = action.bridge_list or [validate.host(h) for h in conf["bridge_list"]]
+    if not hosts:
+        raise DriverError(f"datastore {action.ds_id} has no BRIDGE_LIST (workers to run on)")
+    return hosts[key % len(hosts)]
+
+
+def new_image_lv():
+    return f"lv-oneimg-{uuid.uuid4().hex}"
+
+
+def _mb(nbytes):
+    return max(1, math.ceil(int(nbytes) / (1024 * 1024)))
+
+
+def check_local(path, safe_dirs, restricted_dirs):
+    """A front-end file may be imported only from SAFE_DIRS and outside RESTRICTED_DIRS."""
+    validate.path(path, "image path")
+    real = os.path.realpath(path)
+
+    def inside(dirs):
+        return any(real == os.path.realpath(d) or real.startswith(os.path.realpath(d).rstrip("/") + "/")
+                   for d in dirs if d)
+
+    if inside(restricted_dirs) or not inside(safe_dirs):
+        raise DriverError(f"not allowed to copy images from {path} (SAFE_DIRS/RESTRICTED_DIRS)")
+    if not os.path.isfile(real):
+        raise DriverError(f"image file {path} not found on the front-end")
+    return real
+
+
+def resolve_vol(text, conf, vg_name):
+    """``vol://<image id>`` (looked up with ``oneimage show -x``) or ``vol://lv-oneimg-…``."""
+    ref = VOL_URL_RE.match(text).group(1)
+    if ref.startswith("lv-oneimg-"):
+        return f"/dev/{vg_name}/{ref}"
+    try:
+        proc = subprocess.run([conf["oneimage"], "show", "-x", ref], capture_output=True,
+                              text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise DriverError(f"cannot look up image {ref}: {err}") from None
+    if proc.returncode != 0:
+        raise DriverError(f"cannot look up image {ref}: {' '.join(proc.stderr.split())}")
+    try:
+        source = (ET.fromstring(proc.stdout).findtext("SOURCE") or "").strip()
+    except ET.ParseError:
+        source = ""
+    src_vg, lv = validate.device(source, None)
+    validate.image_lv(lv)
+    return f"/dev/{src_vg}/{lv}"
+
+
+def remote_source(text, conf, vg_name):
+    """A source the worker can read itself, or None for a front-end file."""
+    if text.startswith(("http://", "https://")):
+        return validate.url(text)
+    match = LVM_URL_RE.match(text)
+    if match:
+        vmid = validate.ident(match.group(1), "VM id")
+        diskid = validate.ident(match.group(2), "disk id")
+        return f"/dev/{vg_name}/lv-one-{vmid}-{diskid}"
+    if VOL_URL_RE.match(text):
+        return resolve_vol(text, conf, vg_name)
+    if text.startswith(("lvm://", "vol://")):
+        raise DriverError(f"invalid image path {text!r}: lvm://VMID/DISKID or vol://IMAGEID")
+    return None
+
+
+def copy_in(action, conf, path, legacy_dirs=None):
+    """Make a new image volume from ``path``; returns (SOURCE, size MB)."""
+    vg_name = action.vg(conf) if action else validate.vg(conf["vg"])
+    lv = new_image_lv()
+    key = action.image_id if action else 0
+    host = choose_host(action, conf, key) if action else _legacy_host(conf)
+    size = validate.ident(action.image("SIZE", "0") or "0", "image SIZE") if action else 0
+    src = remote_source(path, conf, vg_name)
+    if src is not None:
+        ret = salt_ssh(host, "gfs2clvm_tm.ds_cp", src, lv, size_mb=size or None, vg=vg_name, conf=conf)
+    else:
+        safe, restricted = legacy_dirs or (
+            action.dirs("SAFE_DIRS", ["/var/tmp"]), action.dirs("RESTRICTED_DIRS", ["/etc"]))
+        local = check_local(path, safe, restricted)
+        size = size or _mb(os.path.getsize(local))
+        target = stream.staging_path(conf, "img")
+        info(f"cp: streaming {path} to {host}")
+        count, digest = stream.send(conf, host, stream.file_chunks(local), target)
+        ret = salt_ssh(host, "gfs2clvm_tm.ds_cp", target, lv, size_mb=size, vg=vg_name,
+                       staged_bytes=count, staged_sha256=digest, conf=conf)
+    size_mb = int((ret or {}).get("size_mb") or size or 0)
+    return f"/dev/{vg_name}/{lv}", size_mb
+
+
+def _legacy_host(conf):
+    if not conf["bridge_list"]:
+        raise DriverError("config bridge_list is empty: no worker to run image actions on")
+    return validate.host(conf["bridge_list"][0])
+
+
+def _load(action, conf):
+    return (conf or config.load()).for_ds(action.ds_id)
+
+
+def cp(argv, conf=None, stdin=None):
+    """cp: IMAGE/PATH (front-end file, http(s), lvm://, vol://) → ``SOURCE raw``"""
+    action = read_action(argv, stdin)
+    conf = _load(action, conf)
+    path = action.image("PATH")
+    if not path:
+        raise DriverError("image has no PATH")
+    source, _ = copy_in(action, conf, path)
+    return f"{source} raw"
+
+
+def mkfs(argv, conf=None, stdin=None):
+    """mkfs: new empty image volume of IMAGE/SIZE (FS/FSTYPE formatted) → ``SOURCE``"""
+    action = read_action(argv, stdin)
+    conf = _load(action, conf)
+    size = validate.size_mb(action.image("SIZE", "0"), "image SIZE")
+    fs = action.image("FS") or action.image("FSTYPE") or action.image("TEMPLATE/FS")
+    fs = validate.fstype(fs) if fs else None
+    if fs in ("raw", "save_as", "none", "qcow2"):
+        fs = None
+    vg_name = action.vg(conf)
+    lv = new_image_lv()
+    salt_ssh(choose_host(action, conf, action.image_id), "gfs2clvm_tm.ds_mkfs", lv, size,
+             fs=fs, vg=vg_name, conf=conf)
+    return f"/dev/{vg_name}/{lv}"
+
+
+def _image_source(action, conf, attr="SOURCE"):
+    vg_name, lv = validate.device(action.image(attr), action.vg(conf))
+    validate.image_lv(lv)
+    return vg_name, lv
+
+
+def rm(argv, conf=None, stdin=None):
+    """rm: remove the image volume IMAGE/SOURCE (absent is fine)"""
+    action = read_action(argv, stdin)
+    conf = _load(action, conf)
+    vg_name, lv = _image_source(action, conf)
+    salt_ssh(choose_host(action, conf, action.image_id), "gfs2clvm_tm.ds_rm", lv, vg=vg_name, conf=conf)
+
+
+def stat(argv, conf=None, stdin=None):
+    """stat: size in MB of IMAGE/PATH"""
+    action = read_action(argv, stdin)
+    conf = _load(action, conf)
+    path = action.image("PATH")
+    vg_name = action.vg(conf)
+    if path.startswith(("http://", "https://")):
+        return str(_http_size(validate.url(path)))
+    src = remote_source(path, conf, vg_name)
+    if src is not None:
+        ret = salt_ssh(choose_host(action, conf, action.image_id), "gfs2clvm_tm.ds_stat", src,
+                       vg=vg_name, conf=conf)
+        return str(int(ret["size_mb"]))
+    local = check_local(path, action.dirs("SAFE_DIRS", ["/var/tmp"]),
+                        action.dirs("RESTRICTED_DIRS", ["/etc"]))
+    return str(_mb(os.path.getsize(local)))
+
+
+def _http_size(url):
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 -- validated http(s)
+            length = resp.headers.get("Content-Length")
+    except OSError as err:
+        raise DriverError(f"cannot reach {url}: {err}") from None
+    if not length or not length.isdigit():
+        raise DriverError(f"{url} does not announce its size (Content-Length)")
+    return _mb(int(length))
+
+
+def clone(argv, conf=None, stdin=None):
+    """clone: copy image volume IMAGE/PATH into a new one → ``SOURCE raw``"""
+    action = read_action(argv, stdin)
+    conf = _load(action, conf)
+    vg_name, src_lv = _image_source(action, conf, "PATH")
+    lv = new_image_lv()
+    salt_ssh(choose_host(action, conf, action.image_id), "gfs2clvm_tm.ds_clone",
+             f"/dev/{vg_name}/{src_lv}", lv, vg=vg_name, conf=conf)
+    return f"/dev/{vg_name}/{lv} raw"
+
+
+def monitor(argv, conf=None, stdin=None):
+    """monitor: ``USED_MB= FREE_MB= TOTAL_MB=`` of the datastore's VG"""
+    action = read_action(argv, stdin)
+    conf = _load(action, conf)
+    data = salt_ssh(choose_host(action, conf), "gfs2clvm_tm.ds_monitor", vg=action.vg(conf), conf=conf)
+    from .tm import format_monitor
+
+    return format_monitor(data)

@@ -1,0 +1,130 @@
+"""The one salt-ssh call of an action: build argv, run, parse JSON, map failures.
+
+Arguments are JSON-encoded on the command line: salt parses every argument as
+YAML, so a bare ``010`` would become 8 and ``yes`` a bool; a JSON string literal
+stays a string, and ``"..."`` never looks like ``key=value``.
+
+salt-ssh puts the whole call (arguments base64-encoded again) into one ssh
+argument, which Linux caps at 128 KiB: ``MAX_INLINE`` keeps well below.
+"""
+
+import json
+import re
+import subprocess
+
+from .core import DriverError, one_line
+
+MAX_INLINE = 32 * 1024  # bytes of encoded arguments per call
+_ERROR_PREFIX = re.compile(r"^Error running '[\w.]+': ")
+
+
+def build_argv(conf, targets, fun, args=(), kwargs=None):
+    """The exact argv of one salt-ssh call (no -i, no -W/-w, no tty)."""
+    targets = list(targets)
+    argv = [
+        conf["salt_ssh"],
+        "--saltfile", conf["saltfile"],
+        "--out", "json", "--static",
+        "-l", "warning",
+    ]
+    argv += ["-L", ",".join(targets)] if len(targets) > 1 else [targets[0]]
+    argv.append(fun)
+    argv += [json.dumps(a) for a in args]
+    argv += [f"{k}={json.dumps(v)}" for k, v in sorted((kwargs or {}).items()) if v is not None]
+    size = sum(len(a) for a in argv[argv.index(fun):])
+    if size > MAX_INLINE:
+        raise DriverError(
+            f"{fun}: arguments too large for one salt-ssh call ({size} bytes > {MAX_INLINE})"
+        )
+    return argv
+
+
+def salt_ssh(host, fun, *args, conf=None, **kwargs):
+    """Run ``fun`` on ``host`` in exactly one salt-ssh call; return its value.
+
+    ``conf``: the driver Config (default: ``config.load()``); ``kwargs`` go to
+    ``fun`` (None values are left out).
+    """
+    return salt_ssh_many([host], fun, *args, conf=conf, **kwargs)[host]
+
+
+def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
+    """Run ``fun`` on every host of ``hosts`` in ONE salt-ssh call (``-L``).
+
+    Returns ``{host: value}``; any host failing raises DriverError naming it.
+    """
+    if conf is None:
+        from . import config
+
+        conf = config.load()
+    hosts = list(dict.fromkeys(hosts))
+    argv = build_argv(conf, hosts, fun, args, kwargs)
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=conf["timeout"],
+            stdin=subprocess.DEVNULL, check=False,
+        )
+    except FileNotFoundError:
+        raise DriverError(f"salt-ssh not found at {conf['salt_ssh']} (config salt_ssh)") from None
+    except subprocess.TimeoutExpired:
+        raise DriverError(f"{fun} on {', '.join(hosts)}: no answer in {conf['timeout']} s") from None
+    try:
+        data = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise DriverError(
+            f"{fun} on {', '.join(hosts)}: salt-ssh exit {proc.returncode}: "
+            f"{_last_line(proc.stderr or proc.stdout)}"
+        )
+    failures = []
+    for host in hosts:
+        if host not in data:
+            if "No matching targets" in proc.stderr:
+                failures.append(f"host {host} is not in the salt-ssh roster")
+            else:
+                failures.append(f"no answer from {host}: {_last_line(proc.stderr)}")
+            continue
+        problem = failure_text(fun, host, data[host])
+        if problem:
+            failures.append(problem)
+    if failures:
+        raise DriverError("; ".join(failures))
+    return {host: data[host] for host in hosts}
+
+
+def failure_text(fun, host, value):
+    """One line describing a failed return, or None when ``value`` is a success."""
+    if isinstance(value, str) and (value.startswith("Traceback") or "is not available" in value):
+        return f"{fun} on {host}: {_last_line(value)}"
+    if not (isinstance(value, dict) and "retcode" in value and ("_error" in value or "stderr" in value)):
+        return None
+    retcode = value.get("retcode")
+    stderr = str(value.get("stderr") or "")
+    err = str(value.get("_error") or "")
+    if retcode == 254 or "host key" in stderr.lower():
+        return f"host key of {host} not accepted: add it to the known_hosts file (never -i)"
+    if stderr.startswith("ssh:") or "Permission denied" in stderr or "Connection refused" in stderr:
+        return f"ssh to {host} failed: {_last_line(stderr)}"
+    if "Passed invalid arguments:" in stderr:
+        text = stderr.split("Passed invalid arguments:", 1)[1].split("\n\nUsage", 1)[0]
+        return f"{fun} on {host}: invalid arguments: {one_line(text).rstrip('.')}"
+    if stderr.startswith("Traceback"):
+        return f"{fun} on {host}: {_last_line(stderr)}"
+    if stderr.strip():
+        return f"{fun} on {host}: {_ERROR_PREFIX.sub('', _first_real_line(stderr))}"
+    if "Argument list too long" in err:
+        return f"{fun} on {host}: arguments too large for salt-ssh"
+    return f"{fun} on {host} failed (retcode {retcode}): {one_line(err) or 'no message'}"
+
+
+def _first_real_line(text):
+    for line in str(text).splitlines():
+        if line.strip() and not line.startswith("[WARNING"):
+            return one_line(line)
+    return one_line(text)
+
+
+def _last_line(text):
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return one_line(lines[-1]) if lines else "no output"

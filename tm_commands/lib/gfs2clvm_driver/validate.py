@@ -1,0 +1,110 @@
+"""Validation of every argument oned passes, before anything runs.
+
+Each validator returns the clean value or raises ``DriverError`` with one line
+naming the bad argument.  Nothing here touches the network or a disk.
+"""
+
+import os
+import re
+
+from .core import DriverError
+
+MAX_ID = 2**31
+HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})$")
+# Paths oned builds: no spaces, no shell metacharacters, nothing to interpret.
+PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
+VG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
+LV_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
+IMAGE_LV_RE = re.compile(r"^lv-oneimg-[0-9a-f]{32}$")
+VM_LV_RE = re.compile(r"^lv-one-(\d+)-(\d+)$")
+DISK_RE = re.compile(r"^disk\.(\d+)$")
+FS_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+URL_RE = re.compile(r"^https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+$")
+
+
+def ident(value, what="id"):
+    """A decimal id ``0 <= id < 2**31`` (no sign, no leading zeros, no spaces)."""
+    text = str(value)
+    if not re.fullmatch(r"0|[1-9][0-9]{0,9}", text) or int(text) >= MAX_ID:
+        raise DriverError(f"invalid {what} {text!r}: expected a decimal integer")
+    return int(text)
+
+
+def size_mb(value, what="size"):
+    """A size in MB, > 0."""
+    number = ident(value, what)
+    if number <= 0:
+        raise DriverError(f"invalid {what} {value!r}: must be > 0 MB")
+    return number
+
+
+def host(value, what="host"):
+    text = str(value)
+    if not HOST_RE.match(text) or ".." in text:
+        raise DriverError(f"invalid {what} {text!r}: not a host name")
+    return text
+
+
+def path(value, what="path", under=None):
+    """An absolute, normalised path without metacharacters, optionally under ``under``."""
+    text = str(value)
+    if not PATH_RE.match(text) or os.path.normpath(text) != text or "/../" in text + "/":
+        raise DriverError(f"invalid {what} {text!r}: not a plain absolute path")
+    if under is not None:
+        base = os.path.normpath(under)
+        if not text.startswith(base.rstrip("/") + "/"):
+            raise DriverError(f"invalid {what} {text!r}: not under {base}")
+    return text
+
+
+def vg(value, what="VG"):
+    text = str(value)
+    if not VG_RE.match(text):
+        raise DriverError(f"invalid {what} {text!r}")
+    return text
+
+
+def image_lv(value):
+    text = str(value)
+    if not IMAGE_LV_RE.match(text):
+        raise DriverError(f"invalid image volume {text!r}: expected lv-oneimg-<32 hex>")
+    return text
+
+
+def fstype(value):
+    text = str(value).lower()
+    if not FS_RE.match(text):
+        raise DriverError(f"invalid filesystem type {value!r}")
+    return text
+
+
+def url(value):
+    text = str(value)
+    if not URL_RE.match(text):
+        raise DriverError(f"invalid URL {text!r}")
+    return text
+
+
+def device(value, default_vg):
+    """``/dev/<vg>/<lv>`` or ``<vg>/<lv>`` → (vg, lv); LV names are checked."""
+    text = str(value)
+    parts = text[len("/dev/"):].split("/") if text.startswith("/dev/") else text.split("/")
+    if len(parts) == 2:
+        return vg(parts[0]), _lv(parts[1])
+    if len(parts) == 1 and default_vg:
+        return vg(default_vg), _lv(parts[0])
+    raise DriverError(f"invalid volume {text!r}: expected /dev/<vg>/<lv> or <vg>/<lv>")
+
+
+def _lv(value):
+    if not LV_RE.match(value) or value.startswith("-"):
+        raise DriverError(f"invalid LV name {value!r}")
+    return value
+
+
+def argc(argv, low, high=None, usage=""):
+    """Check the argument count (``high=None``: exactly ``low``; -1: unlimited)."""
+    high = low if high is None else high
+    if len(argv) < low or (high >= 0 and len(argv) > high):
+        raise DriverError(f"wrong number of arguments ({len(argv)}); usage: {usage}")
+    return argv
