@@ -270,8 +270,7 @@ def _migrate(action, argv, conf):
     if src == dst:
         info(f"{action}: {src} to itself, nothing to do")
         return
-    hosts = [dst] if action == "failmigrate" else [src, dst]
-    salt_ssh_many(hosts, f"gfs2clvm_tm.{action}", vmid, vmdir,
+    salt_ssh_many([src, dst], f"gfs2clvm_tm.{action}", vmid, vmdir,
                   src_host=src, dst_host=dst, vg=conf["vg"], conf=conf)
 
 
@@ -286,7 +285,7 @@ def postmigrate(argv, conf=None):
 
 
 def failmigrate(argv, conf=None):
-    """failmigrate srchost dsthost vmdir vmid dsid [template]: deactivate on dst"""
+    """failmigrate srchost dsthost vmdir vmid dsid [template]: dst off, src exclusive again"""
     _migrate("failmigrate", argv, conf)
 
 
