@@ -76,7 +76,13 @@ def send(conf, host, source, target):
             proc.stdin.write(chunk)
         proc.stdin.close()
     except BrokenPipeError:
-        pass
+        pass  # the remote side ended early: its exit status and stderr say why
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdin = None  # closed (or broken): communicate() must not flush it
     try:
         _, err = proc.communicate(timeout=conf["timeout"])
     except subprocess.TimeoutExpired:

@@ -1,0 +1,322 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The TM executables (tm_commands/tm/gfs2clvm/*) run for real with oned's argv,
+salt-ssh replaced by a recording fake: exactly one salt-ssh call per action with
+the exact module function and arguments; bad input -> exit 1, one ``ERROR:`` line,
+and no salt-ssh call at all."""
+
+import base64
+import re
+
+import pytest
+from test_driver_support import DS, IMG, MP, TM, VG, Fakes, decode, ds_xml
+
+D42 = f"{DS}/0/42"
+ACTIONS = sorted(p.name for p in (TM / "tm" / "gfs2clvm").iterdir())
+
+
+@pytest.fixture
+def fakes(tmp_path):
+    return Fakes(tmp_path)
+
+
+def test_every_action_exists_and_is_thin():
+    assert ACTIONS == sorted([
+        "clone", "ln", "mkimage", "mkswap", "context", "mv", "mvds", "cpds", "delete", "resize",
+        "snap_create", "snap_delete", "snap_revert", "premigrate", "postmigrate", "failmigrate",
+        "monitor",
+    ])
+    for name in ACTIONS:
+        text = (TM / "tm" / "gfs2clvm" / name).read_text()
+        assert text.startswith("#!/usr/bin/env python3\n")
+        assert "# ARGUMENTS:" in text and "# RETURNS:" in text
+        code = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        assert len(code) <= 20, name
+        assert "def main(argv):" in text and "run_main(main)" in text
+
+
+# (action, argv, targets, fun, args, kwargs)
+CASES = [
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", 42, 1],
+     ["node1"], "clone", [f"/dev/{VG}/{IMG}", f"{D42}/disk.0", 42, 0], {"vg": VG}),
+    ("clone", [f"fe:{VG}/{IMG}", f"node1:{D42}/disk.3", 42, 1],
+     ["node1"], "clone", [f"/dev/{VG}/{IMG}", f"{D42}/disk.3", 42, 3], {"vg": VG}),
+    ("clone", ["https://example.com/a.img?x=1", f"node1:{D42}/disk.0", 42, 1],
+     ["node1"], "clone", ["https://example.com/a.img?x=1", f"{D42}/disk.0", 42, 0], {"vg": VG}),
+    ("clone", [f"fe:{MP}/datastores/1/boot.iso", f"node1:{D42}/disk.2", 42, 1],
+     ["node1"], "clone", [f"{MP}/datastores/1/boot.iso", f"{D42}/disk.2", 42, 2], {"vg": VG}),
+    ("clone", [f"fe:{MP}/datastores/1/boot.isox", f"node1:{D42}/disk.2", 42, 1],
+     ["node1"], "clone", [f"{MP}/datastores/1/boot.isox", f"{D42}/disk.2", 42, 2], {"vg": VG}),
+    ("clone", [f"fe:/dev/{VG}/lv-one-7-0", f"node1:{D42}/disk.0", 42, 1],
+     ["node1"], "clone", [f"/dev/{VG}/lv-one-7-0", f"{D42}/disk.0", 42, 0], {"vg": VG}),
+    ("ln", [f"fe:/dev/{VG}/{IMG}", f"node2:{D42}/disk.1", 42, 1],
+     ["node2"], "ln", [f"/dev/{VG}/{IMG}", f"{D42}/disk.1", 42, 1], {"vg": VG}),
+    ("mkimage", [2048, "raw", f"node1:{D42}/disk.4", 42, 0],
+     ["node1"], "mkimage", [f"{D42}/disk.4", 42, 4, 2048], {"vg": VG}),
+    ("mkimage", [100, "ext4", f"node1:{D42}/disk.4", 42, 0],
+     ["node1"], "mkimage", [f"{D42}/disk.4", 42, 4, 100], {"vg": VG, "fs": "ext4"}),
+    ("mkswap", [512, f"node1:{D42}/disk.5", 42, 0],
+     ["node1"], "mkswap", [f"{D42}/disk.5", 42, 5, 512], {"vg": VG}),
+    ("mv", [f"node1:{D42}", f"node2:{D42}", 42, 0],
+     ["node1", "node2"], "mv", [D42, D42, 42], {"vg": VG, "src_host": "node1", "dst_host": "node2"}),
+    ("mv", [f"node1:{D42}/disk.0", f"fe:{D42}/disk.0", 42, 0],
+     ["node1"], "mv", [f"{D42}/disk.0", f"{D42}/disk.0", 42], {"vg": VG, "src_host": "node1"}),
+    ("mv", [f"fe:{D42}", f"node2:{D42}", 42, 0],
+     ["node2"], "mv", [D42, D42, 42], {"vg": VG, "dst_host": "node2"}),
+    ("mvds", [f"node1:{D42}/disk.1", f"fe:/dev/{VG}/{IMG}", 42, 1],
+     ["node1"], "mvds", [f"{D42}/disk.1", f"/dev/{VG}/{IMG}", 42], {"vg": VG}),
+    ("cpds", [f"node1:{D42}/disk.0", f"fe:/dev/{VG}/{IMG}", -1, 42, 1],
+     ["node1"], "cpds", [f"{D42}/disk.0", f"/dev/{VG}/{IMG}", 42], {"vg": VG}),
+    ("cpds", [f"node1:{D42}/disk.0", f"fe:/dev/{VG}/{IMG}", 3, 42, 1],
+     ["node1"], "cpds", [f"{D42}/disk.0", f"/dev/{VG}/{IMG}", 42], {"vg": VG, "snapid": 3}),
+    ("delete", [f"node1:{D42}", 42, 0], ["node1"], "delete", [D42, 42], {"vg": VG}),
+    ("delete", [f"node1:{D42}/disk.0", 42, 1], ["node1"], "delete", [f"{D42}/disk.0", 42], {"vg": VG}),
+    ("resize", [f"node1:{D42}/disk.0", 4096, 42, 0],
+     ["node1"], "resize", [f"{D42}/disk.0", 4096], {"vg": VG, "vmid": 42}),
+    ("snap_create", [f"node1:{D42}/disk.0", 2, 42, 1],
+     ["node1"], "snap_create", [f"{D42}/disk.0", 2], {"vg": VG, "vmid": 42}),
+    ("snap_delete", [f"node1:{D42}/disk.0", 2, 42, 1],
+     ["node1"], "snap_delete", [f"{D42}/disk.0", 2], {"vg": VG, "vmid": 42}),
+    ("snap_revert", [f"node1:{D42}/disk.0", 0, 42, 1],
+     ["node1"], "snap_revert", [f"{D42}/disk.0", 0], {"vg": VG, "vmid": 42}),
+    ("premigrate", ["node1", "node2", D42, 42, 0],
+     ["node1", "node2"], "premigrate", [42, D42], {"vg": VG, "src_host": "node1", "dst_host": "node2"}),
+    ("postmigrate", ["node1", "node2", D42, 42, 0, "PFZNPjwvVk0+"],
+     ["node1", "node2"], "postmigrate", [42, D42], {"vg": VG, "src_host": "node1", "dst_host": "node2"}),
+    ("failmigrate", ["node1", "node2", D42, 42, 0],
+     ["node1", "node2"], "failmigrate", [42, D42], {"vg": VG, "src_host": "node1", "dst_host": "node2"}),
+]
+
+
+@pytest.mark.parametrize("action,argv,targets,fun,args,kwargs", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_action_is_one_salt_ssh_call(fakes, action, argv, targets, fun, args, kwargs):
+    rc, out, err = fakes.run("tm", action, *argv)
+    assert (rc, out, err) == (0, "", "")
+    assert fakes.only_call() == (targets, f"gfs2clvm_tm.{fun}", args, kwargs)
+
+
+def test_per_datastore_override_of_the_vg(fakes):
+    fakes.write_conf(datastores={"7": {"vg": "vg_fast"}})
+    rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 7)
+    assert rc == 0, err
+    assert fakes.only_call()[3] == {"vg": "vg_fast"}
+
+
+def test_context_small_files_ride_in_the_call(fakes, tmp_path):
+    ctx = tmp_path / "context.sh"
+    ctx.write_text("ETH0_IP=10.0.0.5\n")
+    extra = tmp_path / "init.sh"
+    extra.write_text("echo hi\n")
+    rc, out, err = fakes.run("tm", "context", ctx, f"{extra}:'start.sh'", f"node1:{D42}/disk.6", 42, 0)
+    assert (rc, out, err) == (0, "", "")
+    targets, fun, args, kwargs = fakes.only_call()
+    assert (targets, fun, args) == (["node1"], "gfs2clvm_tm.context", [f"{D42}/disk.6", 42])
+    assert kwargs["files"] == {
+        "context.sh": base64.b64encode(b"ETH0_IP=10.0.0.5\n").decode(),
+        "start.sh": base64.b64encode(b"echo hi\n").decode(),
+    }
+    assert fakes.ssh_calls() == []
+
+
+def test_context_large_files_are_streamed_then_one_call(fakes, tmp_path):
+    import hashlib
+    import io
+    import tarfile
+
+    big = tmp_path / "data.bin"
+    big.write_bytes(bytes(range(256)) * 400)  # 100 KiB: too big for salt-ssh arguments
+    ctx = tmp_path / "context.sh"
+    ctx.write_text("A=1\n")
+    rc, _, err = fakes.run("tm", "context", ctx, big, f"node1:{D42}/disk.6", 42, 0)
+    assert rc == 0, err
+    assert err.startswith("INFO: context: streaming")
+    (ssh_argv,) = fakes.ssh_calls()
+    assert ssh_argv[-3:-1] == ["node1", "--"] and "-l" in ssh_argv and "oneadmin" in ssh_argv
+    streamed = (fakes.state / "streamed.bin").read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(streamed)) as tar:
+        assert sorted(tar.getnames()) == ["context.sh", "data.bin"]
+    targets, fun, args, kwargs = fakes.only_call()
+    assert (targets, fun, args) == (["node1"], "gfs2clvm_tm.context", [f"{D42}/disk.6", 42])
+    assert kwargs["staged_bytes"] == len(streamed)
+    assert kwargs["staged_sha256"] == hashlib.sha256(streamed).hexdigest()
+    assert re.fullmatch(rf"{MP}/\.gfs2clvm-staging/[0-9a-f]{{32}}\.tar", kwargs["staged"])
+    remote = (fakes.state / "ssh-remote.txt").read_text()
+    assert remote.startswith(f'[ "$(stat -f -c %T {MP})" = gfs2 ] ||')
+
+
+def test_context_over_the_limit_is_refused(fakes, tmp_path):
+    fakes.write_conf(context_max_bytes=1000)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 1001)
+    rc, out, err = fakes.run("tm", "context", big, f"node1:{D42}/disk.6", 42, 0)
+    assert (rc, out) == (1, "")
+    assert err == "ERROR: context files total 1001 bytes > context_max_bytes 1000\n"
+    assert fakes.calls() == [] and fakes.ssh_calls() == []
+
+
+def test_mv_and_migrate_to_the_same_host_do_nothing(fakes):
+    rc, _, err = fakes.run("tm", "mv", f"node1:{D42}", f"node1:{D42}", 42, 0)
+    assert rc == 0 and err.startswith("INFO:")
+    rc, _, err = fakes.run("tm", "premigrate", "node1", "node1", D42, 42, 0)
+    assert rc == 0 and err.startswith("INFO:")
+    assert fakes.calls() == []
+
+
+def test_delete_on_the_front_end_runs_on_a_bridge_host(fakes):
+    rc, _, err = fakes.run("tm", "delete", f"fe:{D42}", 42, 0)
+    assert rc == 0 and err.startswith("INFO:") and fakes.calls() == []
+    fakes.write_conf(bridge_list=["node2"])
+    rc, _, err = fakes.run("tm", "delete", f"fe:{D42}", 42, 0)
+    assert rc == 0, err
+    assert fakes.only_call()[:2] == (["node2"], "gfs2clvm_tm.delete")
+
+
+def test_monitor_prints_what_oned_parses(fakes):
+    fakes.reply(value={"used_mb": 10, "free_mb": 90, "total_mb": 100,
+                       "vms": {"42": {"0": 2048, "1": 512}, "7": {"0": 10}}})
+    xml = ds_xml(ds={"BRIDGE_LIST": "node2"}, ds_id=0).replace("", "")
+    rc, out, err = fakes.run("tm", "monitor", 0, stdin=_with(xml, "<MONITOR_VM_DISKS>1</MONITOR_VM_DISKS>"))
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[:3] == ["USED_MB=10", "FREE_MB=90", "TOTAL_MB=100"]
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    assert lines[3] == f'VM=[ID=7,MONITOR="{b64("DISK_SIZE=[ID=0,SIZE=10]")}"]'
+    assert lines[4] == (f'VM=[ID=42,MONITOR="{b64("DISK_SIZE=[ID=0,SIZE=2048]")} '
+                        f'{b64("DISK_SIZE=[ID=1,SIZE=512]")}"]')
+    assert fakes.only_call() == (["node2"], "gfs2clvm_tm.monitor", [0], {"vg": VG})
+
+
+def _with(b64xml, extra):
+    xml = base64.b64decode(b64xml).decode().replace("</DS_DRIVER_ACTION_DATA>", extra + "</DS_DRIVER_ACTION_DATA>")
+    return base64.b64encode(xml.encode()).decode()
+
+
+# ------------------------------------------------------------------ bad input
+BAD = [
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", "4x", 1], "invalid VM id '4x'"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", "-1", 1], "invalid VM id '-1'"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", "042", 1], "invalid VM id '042'"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", 2**31, 1], "invalid VM id"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", 42, "x"], "invalid datastore id 'x'"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{DS}/0/43/disk.0", 42, 1], "not in the directory of VM 42"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{DS}/0/420/disk.0", 42, 1], "not in the directory of VM 42"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{DS}/0/42/../43/disk.0", 42, 1], "not a plain absolute path"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0;reboot", 42, 1], "not a plain absolute path"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk 0", 42, 1], "not a plain absolute path"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:/tmp/42/disk.0", 42, 1], f"not under {DS}"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}", 42, 1], "does not name a disk"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"$(reboot):{D42}/disk.0", 42, 1], "not a host name"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"-oProxyCommand=x:{D42}/disk.0", 42, 1], "not a host name"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"{D42}/disk.0", 42, 1], "expected host:path"),
+    ("clone", [f"fe:/dev/{VG}/lv;rm", f"node1:{D42}/disk.0", 42, 1], "invalid LV name"),
+    ("clone", ["fe:/etc/shadow.iso", f"node1:{D42}/disk.0", 42, 1], f"not under {MP}"),
+    ("clone", ["http://x/a b", f"node1:{D42}/disk.0", 42, 1], "invalid URL"),
+    ("clone", [f"fe:/dev/{VG}/{IMG}", f"node1:{D42}/disk.0", 42], "wrong number of arguments (3)"),
+    ("ln", [f"fe:/dev/{VG}/lv-one-7-0", f"node1:{D42}/disk.0", 42, 1], "invalid image volume"),
+    ("mkimage", [0, "raw", f"node1:{D42}/disk.4", 42, 0], "must be > 0"),
+    ("mkimage", ["1G", "raw", f"node1:{D42}/disk.4", 42, 0], "invalid size '1G'"),
+    ("mkimage", [10, "ext4;x", f"node1:{D42}/disk.4", 42, 0], "invalid filesystem type"),
+    ("mkswap", [512, f"node1:{D42}/disk.5", 42], "wrong number of arguments"),
+    ("mv", [f"node1:{D42}", f"node2:{DS}/0/43", 42, 0], "not in the directory of VM 42"),
+    ("mvds", [f"node1:{D42}/disk.1", f"fe:/dev/{VG}/lv-one-42-1", 42, 1], "invalid image volume"),
+    ("cpds", [f"node1:{D42}/disk.0", f"fe:/dev/{VG}/{IMG}", "s1", 42, 1], "invalid snapshot id"),
+    ("delete", [f"node1:{DS}/0/4", 42, 0], "not in the directory of VM 42"),
+    ("delete", [f"node1:{DS}/0", 42, 0], "not in the directory of VM 42"),
+    ("delete", [f"node1:{DS}/x/42", 42, 0], "not in the directory of VM 42"),
+    ("resize", [f"node1:{D42}/disk.0", "big", 42, 0], "invalid size 'big'"),
+    ("snap_create", [f"node1:{D42}/disk.0", "-1", 42, 0], "invalid snapshot id"),
+    ("premigrate", ["node1", "node2", f"{D42}/disk.0", 42, 0], "names a disk"),
+    ("premigrate", ["node1", "no de2", D42, 42, 0], "not a host name"),
+    ("postmigrate", ["node1", "node2", f"{DS}/0/41", 42, 0], "not in the directory of VM 42"),
+    ("monitor", [0], "no driver action data on stdin"),
+]
+
+
+@pytest.mark.parametrize("action,argv,message", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_input_is_one_error_line_and_no_call(fakes, action, argv, message):
+    rc, out, err = fakes.run("tm", action, *argv)
+    assert (rc, out) == (1, "")
+    assert err.count("\n") == 1 and err.startswith("ERROR: ") and "Traceback" not in err
+    assert message in err
+    assert fakes.calls() == []
+
+
+# ------------------------------------------------------- salt-ssh failures
+FAILURES = [
+    ({"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "The command resulted in a non-zero exit code",
+                          "stderr": "Error running 'gfs2clvm_tm.mkswap': lvcreate failed (rc 5): "
+                                    "Volume group \"vg_cloudstorage\" has insufficient free space"}},
+     "ERROR: gfs2clvm_tm.mkswap on node1: lvcreate failed (rc 5): Volume group \"vg_cloudstorage\" "
+     "has insufficient free space"),
+    ({"rc": 20, "value": {"stdout": "None", "retcode": 1, "_error": "x",
+                          "stderr": "Passed invalid arguments: vmid must be an integer.\n\nUsage:\n..."}},
+     "ERROR: gfs2clvm_tm.mkswap on node1: invalid arguments: vmid must be an integer"),
+    ({"rc": 0, "out": {}, "stderr": "[ERROR   ] No matching targets found in roster.\n"},
+     "ERROR: host node1 is not in the salt-ssh roster"),
+    ({"rc": 20, "value": {"stdout": "", "retcode": 254, "_error": "x",
+                          "stderr": "The host key needs to be accepted, to auto accept run salt-ssh with the -i flag"}},
+     "ERROR: host key of node1 not accepted: add it to the known_hosts file (never -i)"),
+    ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
+                          "stderr": "ssh: connect to host 10.1.1.1 port 22: Connection refused"}},
+     "ERROR: ssh to node1 failed: ssh: connect to host 10.1.1.1 port 22: Connection refused"),
+    ({"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "x",
+                          "stderr": "Traceback (most recent call last):\n  File \"x\", line 1\nValueError: oops"}},
+     "ERROR: gfs2clvm_tm.mkswap on node1: ValueError: oops"),
+    ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
+                          "stderr": "'gfs2clvm_tm.mkswap' is not available."}},
+     "ERROR: gfs2clvm_tm.mkswap on node1: 'gfs2clvm_tm.mkswap' is not available."),
+    ({"rc": 1, "out": "Traceback (most recent\nnot json", "stderr": "boom\nlast words\n"},
+     "ERROR: gfs2clvm_tm.mkswap on node1: salt-ssh exit 1: last words"),
+]
+
+
+@pytest.mark.parametrize("reply,line", FAILURES, ids=range(len(FAILURES)))
+def test_failures_become_one_clear_line(fakes, reply, line):
+    fakes.reply(**reply)
+    rc, out, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
+    assert (rc, out, err) == (1, "", line + "\n")
+    assert len(fakes.calls()) == 1
+
+
+def test_one_failing_host_of_a_migration_is_named(fakes):
+    fakes.reply(rc=20, out={
+        "node1": {"role": "source"},
+        "node2": {"retcode": 1, "_error": "x", "stderr": "Error running 'gfs2clvm_tm.premigrate': "
+                  "vg_cloudstorage/lv-one-42-0: shared activation still refused after 60 s"},
+    })
+    rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0)
+    assert rc == 1
+    assert err == ("ERROR: gfs2clvm_tm.premigrate on node2: vg_cloudstorage/lv-one-42-0: "
+                   "shared activation still refused after 60 s\n")
+
+
+def test_timeout_and_missing_salt_ssh(fakes):
+    fakes.write_conf(timeout=1)
+    fakes.reply(sleep=5)
+    rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
+    assert (rc, err) == (1, "ERROR: gfs2clvm_tm.mkswap on node1: no answer in 1 s\n")
+    fakes.write_conf(salt_ssh="/nonexistent/salt-ssh")
+    rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
+    assert (rc, err) == (1, "ERROR: salt-ssh not found at /nonexistent/salt-ssh (config salt_ssh)\n")
+
+
+def test_bad_configuration_is_one_line(fakes):
+    fakes.conf_path.write_text("vg: [unclosed\n")
+    rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
+    assert rc == 1 and err.startswith(f"ERROR: driver configuration {fakes.conf_path} is not valid YAML")
+    assert err.count("\n") == 1
+    fakes.conf_path.write_text("vgg: x\n")
+    rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
+    assert err == f"ERROR: driver configuration {fakes.conf_path}: unknown key(s) vgg\n"
+    fakes.env["GFS2CLVM_CONF"] = str(fakes.tmp / "missing.conf")
+    rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
+    assert err == f"ERROR: driver configuration {fakes.tmp / 'missing.conf'} not found (set GFS2CLVM_CONF)\n"
+
+
+def test_arguments_are_json_so_yaml_cannot_reinterpret_them(fakes):
+    """salt parses arguments as YAML: '010' would be 8, 'yes' a bool, a=b a kwarg."""
+    rc, _, err = fakes.run("tm", "clone", "https://h/x?a=b&yes=010", f"node1:{D42}/disk.0", 42, 1)
+    assert rc == 0, err
+    argv = fakes.calls()[0]
+    assert '"https://h/x?a=b&yes=010"' in argv
+    assert decode(argv, fakes.conf)[2][0] == "https://h/x?a=b&yes=010"
