@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     nodes = list(transport.nodes)
     missing = wait_ready(transport, timeout=30)
     if missing:
+        transport.close()
         print(f"onesim: lab nodes do not answer ssh: {', '.join(missing)}", file=sys.stderr)
         return 2
     conf = args.conf or lab_conf(lab_dir, args.vg)
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
         if left:
             print(f"onesim: the VG already holds LVs of VM ids {ids.start}-{ids.stop - 1}: {', '.join(left)}; "
                   "use --first-vm-id or a fresh lab", file=sys.stderr)
+            transport.close()
             return 2
     matrix = Matrix(oned, nodes, work)
     print(f"onesim: lab {lab_dir}, nodes {', '.join(nodes)}, driver {args.tm_commands}, "
@@ -135,6 +137,7 @@ def main(argv=None) -> int:
                       verbose=args.verbose)
     finally:
         hv.close()
+        transport.close()
     return 0 if all(r.ok for r in results) else 1
 
 

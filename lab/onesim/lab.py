@@ -18,7 +18,9 @@ import os
 import re
 import select
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,11 +39,15 @@ class LabError(RuntimeError):
 class SshTransport:
     """``ssh`` into lab guests. ``nodes``: name → (host, port)."""
 
-    def __init__(self, nodes: dict, key, known_hosts=None, connect_timeout=15):
+    def __init__(self, nodes: dict, key, known_hosts=None, connect_timeout=15, multiplex=True):
         self.nodes = dict(nodes)
         self.key = str(key)
         self.known_hosts = str(known_hosts) if known_hosts else None
         self.connect_timeout = connect_timeout
+        # One master connection per node and user (ControlMaster): ~0.1 s per command
+        # instead of a full ssh handshake into a TCG guest. close() ends the masters.
+        self.control_dir = tempfile.mkdtemp(prefix="onesim-ssh-") if multiplex else None
+        self._used: set[tuple[str, str]] = set()
 
     @classmethod
     def from_roster(cls, roster, known_hosts=None, key=None):
@@ -73,8 +79,27 @@ class SshTransport:
             opts += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
         else:
             opts += ["-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no"]
+        if self.control_dir:
+            opts += self._mux_opts()
+            self._used.add((node, user))
         # ssh hands the remote shell one string: quote every word.
         return ["ssh", *opts, f"{user}@{host}", "--", shlex.join([str(c) for c in command])]
+
+    def _mux_opts(self):
+        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
+                "-o", "ControlPersist=120"]
+
+    def close(self):
+        """End the master connections this transport started (``ssh -O exit``)."""
+        if not self.control_dir:
+            return
+        for node, user in sorted(self._used):
+            host, port = self.nodes[node]
+            subprocess.run(["ssh", "-F", "/dev/null", "-p", str(port), *self._mux_opts(), "-O", "exit",
+                            f"{user}@{host}"], capture_output=True, timeout=30, check=False)
+        self._used.clear()
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+        self.control_dir = None
 
     def run(self, node, command, user="root", input=None, timeout=300) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(node, user, command), input=input, capture_output=True,
@@ -91,8 +116,9 @@ def _natural(name: str):
 
 # A running VM: open every disk read-write like KVM, say "ready <pid>", wait for stdin EOF.
 HOLDER = r'''
-cd "$1" || exit 2
-shift
+mkdir -p "$1" && cd "$1" || exit 2
+if [ -n "$2" ]; then printf '%s\n' "$2" > deployment.0 || exit 2; fi
+shift 2
 for f; do
   [ -b "$f" ] || { echo "$PWD/$f is not a block device ($(ls -l "$f" 2>&1))" >&2; exit 3; }
   exec {fd}<>"$f" || { echo "cannot open $PWD/$f read-write" >&2; exit 4; }
@@ -125,9 +151,10 @@ class SshHypervisor:
             raise LabError(f"{what} on {node} failed (rc {proc.returncode}): {err[-1] if err else ''}")
         return proc
 
-    def _hold(self, vm, host):
+    def _hold(self, vm, host, deployment=""):
         disks = [f"disk.{d.disk_id}" for d in vm.disks]
-        proc = self.t.spawn(host, ["bash", "-c", HOLDER, "holder", self._dir(vm), *disks], user=self.user)
+        proc = self.t.spawn(host, ["bash", "-c", HOLDER, "holder", self._dir(vm), deployment, *disks],
+                            user=self.user)
         ready, _, _ = select.select([proc.stdout], [], [], self.ready_timeout)
         line = proc.stdout.readline().decode().strip() if ready else ""
         if not line.startswith("ready "):
@@ -150,10 +177,8 @@ class SshHypervisor:
             proc.wait(timeout=30)
 
     def deploy(self, vm, host):
-        # one_vmm_exec deploy: mkdir -p vm_dir, vm.xml, then the deployment file; boot.
-        self._run(host, ["sh", "-c", 'mkdir -p "$1" && cat > "$1/deployment.0"', "deploy", self._dir(vm)],
-                  input=vm.to_xml().encode(), what="deploy")
-        self._hold(vm, host)
+        # one_vmm_exec deploy: mkdir -p vm_dir, the deployment file, boot (one ssh).
+        self._hold(vm, host, deployment=vm.to_xml())
 
     def shutdown(self, vm):
         self._release(vm)
@@ -215,6 +240,8 @@ class SshHypervisor:
 PROBE = r'''
 vg=$1; shift
 set -o pipefail
+# closing a disk opened for writing makes udev probe it (watch rule): let that finish
+udevadm settle --timeout=20 >/dev/null 2>&1
 err=$(mktemp) || exit 1
 echo "@lvs"
 lvs --reportformat json --units b --nosuffix -o lv_name,lv_attr,lv_size "$vg" 2>"$err" || echo '{"error":"lvs failed"}'

@@ -81,6 +81,7 @@ def test_seed_matrix(lab_salt, tmp_path):
                       out=out, verbose=True)
     finally:
         hv.close()
+        transport.close()
         (lab.dir / "matrix.txt").write_text(out.getvalue())
     failed = [r.step.name for r in results if not r.ok]
     assert not failed, f"matrix steps failed: {failed}\n{out.getvalue()}"
