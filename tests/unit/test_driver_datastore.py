@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Datastore executables (tm_commands/datastore/gfs2clvm/*) with oned's input
+(base64 DS_DRIVER_ACTION_DATA on stdin, or argv[1] up to 6.6) and exact outputs."""
+
+import base64
+import hashlib
+import re
+
+import pytest
+from test_driver_support import IMG, MP, TM, VG, Fakes, ds_xml
+
+SOURCE_RE = rf"/dev/{VG}/lv-oneimg-[0-9a-f]{{32}}"
+
+
+@pytest.fixture
+def fakes(tmp_path):
+    return Fakes(tmp_path)
+
+
+def test_executables_are_thin():
+    names = sorted(p.name for p in (TM / "datastore" / "gfs2clvm").iterdir())
+    assert names == ["clone", "cp", "mkfs", "monitor", "rm", "stat"]
+    for name in names:
+        text = (TM / "datastore" / "gfs2clvm" / name).read_text()
+        code = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        assert len(code) <= 20 and "# ARGUMENTS:" in text and "# RETURNS:" in text
+
+
+def test_cp_http_prints_source_and_format(fakes):
+    fakes.reply(value={"source": "x", "size_mb": 40})
+    xml = ds_xml({"ID": 5, "PATH": "https://example.com/ttylinux.img", "SIZE": 40})
+    rc, out, err = fakes.run("datastore", "cp", 5, stdin=xml)
+    assert rc == 0, err
+    assert re.fullmatch(rf"{SOURCE_RE} raw\n", out)
+    targets, fun, args, kwargs = fakes.only_call()
+    lv = out.split()[0].rsplit("/", 1)[1]
+    # image 5 on a BRIDGE_LIST of two: spread by image id
+    assert (targets, fun, args, kwargs) == (["node2"], "gfs2clvm_tm.ds_cp",
+                                             ["https://example.com/ttylinux.img", lv],
+                                             {"size_mb": 40, "vg": VG})
+
+
+def test_cp_xml_in_argv_like_opennebula_6_6_and_older(fakes):
+    xml = ds_xml({"ID": 4, "PATH": "https://example.com/a.img", "SIZE": 1})
+    rc, out, err = fakes.run("datastore", "cp", xml, 4)
+    assert rc == 0, err
+    assert fakes.only_call()[0] == ["node1"]
+
+
+def test_cp_local_file_is_one_stream_and_one_call(fakes, tmp_path):
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    img = safe / "disk.img"
+    img.write_bytes(b"\x01" * (3 * 1024 * 1024 + 5))
+    xml = ds_xml({"ID": 2, "PATH": str(img), "SIZE": 0},
+                 {"SAFE_DIRS": str(safe), "RESTRICTED_DIRS": "/etc", "VG_NAME": "vg_other"})
+    rc, out, err = fakes.run("datastore", "cp", 2, stdin=xml)
+    assert rc == 0, err
+    assert re.fullmatch(r"/dev/vg_other/lv-oneimg-[0-9a-f]{32} raw\n", out)
+    assert len(fakes.ssh_calls()) == 1
+    assert (fakes.state / "streamed.bin").read_bytes() == img.read_bytes()
+    targets, fun, args, kwargs = fakes.only_call()
+    assert (targets, fun) == (["node1"], "gfs2clvm_tm.ds_cp")
+    assert re.fullmatch(rf"{MP}/\.gfs2clvm-staging/[0-9a-f]{{32}}\.img", args[0])
+    assert args[1] == out.split()[0].rsplit("/", 1)[1]
+    assert kwargs == {"size_mb": 4, "vg": "vg_other", "staged_bytes": 3 * 1024 * 1024 + 5,
+                      "staged_sha256": hashlib.sha256(img.read_bytes()).hexdigest()}
+
+
+def test_cp_local_file_outside_safe_dirs_or_inside_restricted_is_refused(fakes, tmp_path):
+    img = tmp_path / "x.img"
+    img.write_bytes(b"1")
+    for ds in ({"SAFE_DIRS": "/var/tmp"}, {"SAFE_DIRS": str(tmp_path), "RESTRICTED_DIRS": str(tmp_path)}):
+        rc, out, err = fakes.run("datastore", "cp", 1, stdin=ds_xml({"ID": 1, "PATH": str(img)}, ds))
+        assert (rc, out) == (1, "")
+        assert err == f"ERROR: not allowed to copy images from {img} (SAFE_DIRS/RESTRICTED_DIRS)\n"
+    link = tmp_path / "safe"
+    link.mkdir()
+    (link / "shadow").symlink_to("/etc/shadow")
+    rc, _, err = fakes.run("datastore", "cp", 1, stdin=ds_xml(
+        {"ID": 1, "PATH": str(link / "shadow")}, {"SAFE_DIRS": str(link)}))
+    assert rc == 1 and "not allowed" in err
+    assert fakes.calls() == [] and fakes.ssh_calls() == []
+
+
+def test_cp_failing_stream_makes_no_control_call(fakes, tmp_path):
+    img = tmp_path / "x.img"
+    img.write_bytes(b"1" * 10)
+    fakes.env["FAKE_SSH_RC"] = "3"
+    rc, _, err = fakes.run("datastore", "cp", 1, stdin=ds_xml({"ID": 1, "PATH": str(img)},
+                                                               {"SAFE_DIRS": str(tmp_path)}))
+    assert rc == 1 and err.splitlines()[-1].startswith("ERROR: copy to node2:")
+    assert fakes.calls() == []
+
+
+@pytest.mark.parametrize("path,src", [
+    ("lvm://42/1", f"/dev/{VG}/lv-one-42-1"),
+    (f"vol://{IMG}", f"/dev/{VG}/{IMG}"),
+])
+def test_cp_from_a_vm_disk_or_another_volume(fakes, path, src):
+    rc, out, err = fakes.run("datastore", "cp", 3, stdin=ds_xml({"ID": 3, "PATH": path, "SIZE": 10}))
+    assert rc == 0, err
+    assert fakes.only_call()[2][0] == src
+
+
+def test_mkfs_prints_source(fakes):
+    rc, out, err = fakes.run("datastore", "mkfs", 7, stdin=ds_xml({"ID": 7, "SIZE": 100, "FS": "ext4"}))
+    assert rc == 0, err
+    assert re.fullmatch(rf"{SOURCE_RE}\n", out)
+    targets, fun, args, kwargs = fakes.only_call()
+    assert (fun, args[1:], kwargs) == ("gfs2clvm_tm.ds_mkfs", [100], {"fs": "ext4", "vg": VG})
+    assert out.strip().endswith(args[0])
+
+
+def test_mkfs_save_as_makes_no_filesystem(fakes):
+    rc, _, err = fakes.run("datastore", "mkfs", 7, stdin=ds_xml({"ID": 7, "SIZE": 100, "FSTYPE": "save_as"}))
+    assert rc == 0, err
+    assert fakes.only_call()[3] == {"vg": VG}
+
+
+def test_rm_stat_clone_monitor(fakes, tmp_path):
+    rc, out, err = fakes.run("datastore", "rm", 3, stdin=ds_xml({"ID": 3, "SOURCE": f"/dev/{VG}/{IMG}"}))
+    assert (rc, out) == (0, ""), err
+    assert fakes.only_call()[1:] == ("gfs2clvm_tm.ds_rm", [IMG], {"vg": VG})
+
+    img = tmp_path / "f.img"
+    img.write_bytes(b"x" * (5 * 1024 * 1024 + 1))
+    rc, out, _ = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": str(img)},
+                                                                {"SAFE_DIRS": str(tmp_path)}))
+    assert (rc, out) == (0, "6\n") and len(fakes.calls()) == 1
+
+    fakes.reply(value={"size_mb": 2048})
+    rc, out, _ = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://9/0"}))
+    assert (rc, out) == (0, "2048\n")
+    assert fakes.calls()[-1][-3:] == ["gfs2clvm_tm.ds_stat", f'"/dev/{VG}/lv-one-9-0"', f'vg="{VG}"']
+
+    rc, out, _ = fakes.run("datastore", "clone", 4, stdin=ds_xml({"ID": 4, "PATH": f"/dev/{VG}/{IMG}"}))
+    assert rc == 0 and re.fullmatch(rf"{SOURCE_RE} raw\n", out)
+    assert fakes.calls()[-1][-4] == "gfs2clvm_tm.ds_clone"
+
+    fakes.reply(value={"used_mb": 1, "free_mb": 2, "total_mb": 3})
+    rc, out, _ = fakes.run("datastore", "monitor", 100, stdin=ds_xml())
+    assert (rc, out) == (0, "USED_MB=1\nFREE_MB=2\nTOTAL_MB=3\n")
+    assert len(fakes.calls()) == 4  # rm, stat lvm://, clone, monitor (local stat: none)
+
+
+BAD = [
+    ("cp", "bm90IHhtbA==", "driver action data is not base64 XML"),
+    ("cp", "%%%", "driver action data is not base64 XML"),
+    ("cp", base64.b64encode(b"<OTHER/>").decode(), "unexpected driver action document <OTHER>"),
+    ("cp", ds_xml({"ID": 1, "PATH": "http://x/y"}, {"BRIDGE_LIST": ""}), "has no BRIDGE_LIST"),
+    ("cp", ds_xml({"ID": 1, "PATH": "http://x/y"}, {"BRIDGE_LIST": "a;b"}), "not a host name"),
+    ("cp", ds_xml({"ID": 1, "PATH": "lvm://x/1"}), "invalid image path"),
+    ("cp", ds_xml({"ID": 1, "PATH": "http://x/y"}, {"VG_NAME": "vg bad"}), "invalid VG"),
+    ("cp", ds_xml({"ID": 1}), "image has no PATH"),
+    ("mkfs", ds_xml({"ID": 1, "SIZE": 0}), "must be > 0"),
+    ("mkfs", ds_xml({"ID": 1, "SIZE": 10, "FS": "ext4 -O x"}), "invalid filesystem type"),
+    ("rm", ds_xml({"ID": 1, "SOURCE": f"/dev/{VG}/lv-one-1-0"}), "invalid image volume"),
+    ("rm", ds_xml({"ID": 1, "SOURCE": "/dev/vg/../x"}), "invalid"),
+    ("clone", ds_xml({"ID": 1, "PATH": "/dev/vg/gfs2"}), "invalid image volume"),
+]
+
+
+@pytest.mark.parametrize("action,stdin,message", BAD, ids=range(len(BAD)))
+def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
+    rc, out, err = fakes.run("datastore", action, 1, stdin=stdin)
+    assert (rc, out) == (1, "")
+    assert err.startswith("ERROR: ") and err.count("\n") == 1 and message in err
+    assert fakes.calls() == []
