@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Lab tier of the formula: salt-ssh highstate (as root, from the host) takes fresh
+guests -- sshd and the blank SAN disk, nothing else configured -- to a working
+cluster; a second highstate changes nothing; re-applying keeps what GFS2 holds.
+
+Which lab:
+
+* ``LAB_PROVISION=highstate``: the session lab (``lab`` fixture) was provisioned by
+  this very highstate (``lab/lab.sh provision``); its result is read back from
+  ``$LAB_DIR/highstate.json``.
+* otherwise: this module boots its own fresh two-node lab (``LAB_FORMULA_DIR``,
+  default ``<repo>/.cache/lab-formula``; ``LAB_FORMULA_PORT_BASE``, default 2231),
+  provisions it with ``LAB_PROVISION=highstate lab/lab.sh provision`` and takes it
+  down at the end.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+SLS = "gfs2clvm.worker"
+VG = "vg_cloudstorage"
+MNT = "/var/lib/one"
+CREATOR = "node1"
+
+
+def _lab_class():
+    spec = importlib.util.spec_from_file_location("gfs2clvm_lab_conftest", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Lab, module.LabError
+
+
+def parse_highstate(text):
+    """{target: {state_id: ret}} from salt-ssh --out json (one JSON document per target)."""
+    decoder = json.JSONDecoder()
+    out, pos = {}, 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return out
+        doc, pos = decoder.raw_decode(text, pos)
+        out.update(doc)
+
+
+def by_sid(results):
+    """{target: {'gfs2clvm-...': ret}} keyed by the state ID."""
+    return {
+        target: {key.split("_|-")[1]: ret for key, ret in states.items()} if isinstance(states, dict) else states
+        for target, states in results.items()
+    }
+
+
+def failures(results):
+    bad = []
+    for target, states in results.items():
+        if not isinstance(states, dict):
+            bad.append(f"{target}: {states}")
+            continue
+        bad += [f"{target} {sid}: {ret.get('comment')}" for sid, ret in states.items() if ret.get("result") is not True]
+    return bad
+
+
+def changed(results):
+    return sorted(
+        f"{target} {sid}: {sorted(ret['changes'])}"
+        for target, states in by_sid(results).items()
+        for sid, ret in states.items()
+        if ret.get("changes")
+    )
+
+
+@pytest.fixture(scope="module")
+def flab(request):
+    """(lab handle, first highstate's results) of a lab provisioned by the highstate."""
+    if os.environ.get("LAB_PROVISION") == "highstate":
+        lab = request.getfixturevalue("lab")
+        return lab, parse_highstate((lab.dir / "highstate.json").read_text())
+    lab_cls, lab_error = _lab_class()
+    env = dict(os.environ)
+    env["LAB_DIR"] = env.get("LAB_FORMULA_DIR", str(REPO / ".cache" / "lab-formula"))
+    env["LAB_PORT_BASE"] = env.get("LAB_FORMULA_PORT_BASE", "2231")
+    env["LAB_PROVISION"] = "highstate"
+    env.setdefault("LAB_TIMEOUT", "3600")
+    lab = lab_cls(env["LAB_DIR"], env)
+    request.addfinalizer(lambda: _down(lab, lab_error))
+    try:
+        if any((lab.dir / "vms").glob("node*.pid")):
+            lab.lab_sh("down", timeout=120)
+        lab.lab_sh("build", timeout=300)
+        lab.lab_sh("up", "2", timeout=600)
+        lab.lab_sh("provision", timeout=1800)
+    except lab_error as err:
+        hs = lab.dir / "highstate.json"
+        detail = failures(parse_highstate(hs.read_text())) if hs.exists() and hs.stat().st_size else []
+        pytest.fail(f"fresh lab + highstate failed: {err}\n" + "\n".join(detail), pytrace=False)
+    return lab, parse_highstate((lab.dir / "highstate.json").read_text())
+
+
+def _down(lab, lab_error):
+    try:
+        (lab.dir / "timings.json").write_text(json.dumps(lab.timings, indent=1) + "\n")
+        lab.lab_sh("down", timeout=180)
+    except (lab_error, OSError):
+        pass
+
+
+def highstate(lab):
+    """Run the highstate on every node in parallel (root roster entries)."""
+    targets = [f"{node}-root" for node in lab.nodes]
+    argv = [
+        str(REPO / ".venv" / "bin" / "salt-ssh"), "--saltfile", str(lab.saltfile), "--out", "json",
+        "--no-color", "-L", ",".join(targets), "state.apply", SLS,
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False, cwd=lab.dir)
+    lab.timings["formula highstate (all nodes)"] = round(time.monotonic() - t0, 1)
+    results = parse_highstate(proc.stdout)
+    assert sorted(results) == targets, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return results
+
+
+def test_first_highstate_built_the_cluster(flab):
+    lab, results = flab
+    assert failures(results) == []
+    states = by_sid(results)
+    creator, other = states[f"{CREATOR}-root"], states["node2-root"]
+    vg, lv, fs = (
+        "gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared",
+        "gfs2clvm-worker-storage-lv-gfs2clvm-lv_shared",
+        "gfs2clvm-worker-storage-fs-gfs2clvm-gfs2_formatted",
+    )
+    # whichever lab this is, only the creator ever creates; the other node joins
+    assert "created" not in other[vg]["changes"] and "created" not in other[lv]["changes"]
+    assert other[fs]["changes"] == {}
+    if creator[vg]["changes"]:  # a fresh SAN (LAB_KEEP_DISK unset)
+        assert creator[vg]["changes"]["lock_type"] == "dlm"
+        assert creator[fs]["changes"]["formatted"] == "gfs2"
+
+
+@pytest.mark.parametrize("node", ["node1", "node2"])
+def test_vg_shared_lockspace_and_gfs2_mounted(flab, node):
+    lab, _ = flab
+    assert lab.out(node, f"vgs --noheadings -o vg_lock_type {VG}") == "dlm"
+    info = lab.out(node, "lvmlockctl --info").splitlines()
+    assert any(line.startswith(f"VG {VG} lock_type=dlm") for line in info), info
+    mounts = [line.split() for line in lab.out(node, "cat /proc/mounts").splitlines()]
+    assert [m[2] for m in mounts if m[1] == MNT] == ["gfs2"]
+    assert lab.out(node, f"stat -c %U:%G {MNT}") == "oneadmin:oneadmin"
+    assert lab.out(node, "systemctl is-active corosync dlm lvmlockd").split() == ["active"] * 3
+    assert lab.out(node, "lvs --noheadings -o lv_active_locally " + f"{VG}/gfs2") == "active locally"
+
+
+def test_gfs2_is_shared_between_nodes(flab):
+    lab, _ = flab
+    name = f"{MNT}/formula-{uuid.uuid4().hex[:8]}"
+    lab.out("node1", f"echo from-node1 >{name} && sync")
+    assert lab.out("node2", f"cat {name}") == "from-node1"
+    lab.out("node2", f"rm -f {name}")
+
+
+def test_udev_rule_and_sudoers_for_oneadmin(flab):
+    lab, _ = flab
+    lv, img = "lv-one-4242-0", "lv-oneimg-" + "ab" * 16
+    try:
+        for name in (lv, img):
+            lab.ssh("node1", f"sudo -n /sbin/lvcreate -q -y -L 8M -n {name} {VG}", user="oneadmin", check=True)
+            assert lab.out("node1", f"stat -L -c %U:%G:%a /dev/{VG}/{name}") == "oneadmin:disk:660"
+            # oneadmin (not in group disk) writes the LV without sudo
+            lab.ssh("node1", f"dd if=/dev/zero of=/dev/{VG}/{name} bs=1M count=1 oflag=direct status=none",
+                    user="oneadmin", check=True)
+        # an LV outside the naming scheme stays root's
+        lab.out("node1", f"lvcreate -q -y -L 8M -n lv-plain {VG}")
+        assert lab.out("node1", f"stat -L -c %U /dev/{VG}/lv-plain") == "root"
+        # sudo allows the module's LVM commands only
+        assert lab.ssh("node1", f"sudo -n /sbin/vgremove -f {VG}", user="oneadmin").returncode != 0
+        assert lab.ssh("node1", "sudo -n /bin/true", user="oneadmin").returncode != 0
+        assert lab.ssh("node1", f"sudo -n /sbin/lvs {VG}", user="oneadmin").returncode == 0
+    finally:
+        for name in (lv, img):
+            lab.ssh("node1", f"sudo -n /sbin/lvremove -q -y {VG}/{name}", user="oneadmin")
+        lab.ssh("node1", f"lvremove -q -y {VG}/lv-plain")
+
+
+def test_second_highstate_changes_nothing_and_keeps_gfs2_data(flab):
+    lab, _ = flab
+    keep = f"{MNT}/keep-{uuid.uuid4().hex[:8]}"
+    lab.out("node2", f"echo precious >{keep} && chown oneadmin:oneadmin {keep} && sync")
+    uuid_before = lab.out("node1", f"blkid -p -s UUID -o value /dev/{VG}/gfs2")
+    results = highstate(lab)
+    assert failures(results) == []
+    assert changed(results) == []
+    for node in lab.nodes:
+        assert lab.out(node, f"cat {keep}") == "precious"
+        assert lab.out(node, f"blkid -p -s UUID -o value /dev/{VG}/gfs2") == uuid_before
+    lab.out("node1", f"rm -f {keep}")
+
+
+def test_reapply_on_a_node_remounts_and_keeps_data(flab):
+    """A worker that lost its mount and LV activation (e.g. after a reboot) gets them
+    back from the highstate; the filesystem is left alone and its files stay."""
+    lab, _ = flab
+    keep = f"{MNT}/reboot-{uuid.uuid4().hex[:8]}"
+    lab.out("node1", f"echo still-here >{keep} && sync")
+    lab.out("node2", f"umount {MNT} && lvchange -an {VG}/gfs2")
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "salt-ssh"), "--saltfile", str(lab.saltfile), "--out", "json",
+         "--no-color", "node2-root", "state.apply", SLS],
+        capture_output=True, text=True, timeout=1800, check=False, cwd=lab.dir,
+    )  # fmt: skip
+    lab.timings["formula highstate (node2 re-apply)"] = round(time.monotonic() - t0, 1)
+    results = parse_highstate(proc.stdout)
+    assert failures(results) == [], proc.stderr[-2000:]
+    assert changed(results) == [
+        "node2-root gfs2clvm-worker-storage-lv-gfs2clvm-lv_shared: ['active']",
+        "node2-root gfs2clvm-worker-storage-mount-mount-mounted: ['mount']",
+    ]
+    assert lab.out("node2", f"cat {keep}") == "still-here"
+    lab.out("node1", f"rm -f {keep}")
