@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from .driver import Call, DriverRunner
 from .lab import LabChecker, SshHypervisor, SshTransport, wait_ready
 from .matrix import Matrix, run
@@ -41,18 +43,42 @@ class DryRunDriver(DriverRunner):
         return call
 
 
-def lab_conf(lab_dir: Path, vg: str) -> Path:
+def lab_conf(lab_dir: Path, vg: str, out_dir: Path | None = None) -> Path:
     """The driver configuration for the lab: ``<lab>/gfs2clvm.conf`` if the lab wrote one,
-    else a minimal one pointing at the lab's Saltfile (written under ``<lab>/onesim/``)."""
+    else one written under ``<lab>/onesim/``: the lab's Saltfile, the repo's salt-ssh, and
+    an ssh_config that maps the roster ids to their ports (the driver's data streams)."""
     own = lab_dir / "gfs2clvm.conf"
     if own.exists():
         return own
-    path = lab_dir / "onesim" / "gfs2clvm.conf"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# written by onesim for the lab in {lab_dir}\n"
-                    f"saltfile: {lab_dir / 'Saltfile'}\n"
-                    f"vg: {vg}\n")
+    out_dir = out_dir or lab_dir / "onesim"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    transport = SshTransport.from_lab_dir(lab_dir)
+    known = lab_dir / "ssh" / "known_hosts"
+    ssh_config = out_dir / "ssh_config"
+    lines = [f"# written by onesim for the lab in {lab_dir}"]
+    for node, (host, port) in transport.nodes.items():
+        lines += [f"Host {node}", f"  HostName {host}", f"  Port {port}", f"  IdentityFile {transport.key}",
+                  "  IdentitiesOnly yes", f"  UserKnownHostsFile {known}", "  StrictHostKeyChecking yes",
+                  "  ConnectTimeout 15", "  LogLevel ERROR"]
+    transport.close()
+    ssh_config.write_text("\n".join(lines) + "\n")
+    conf = {
+        "salt_ssh": os.environ.get("SALT_SSH", str(REPO / ".venv" / "bin" / "salt-ssh")),
+        "saltfile": str(lab_dir / "Saltfile"),
+        "vg": vg,
+        "user": "oneadmin",
+        "ssh_options": ["-F", str(ssh_config)],
+        "timeout": 900,
+    }
+    path = out_dir / "gfs2clvm.conf"
+    path.write_text(f"# written by onesim for the lab in {lab_dir}\n" + yaml.safe_dump(conf, sort_keys=False))
     return path
+
+
+def image_ds_template(nodes, work_dir) -> dict:
+    """What an admin sets on the image datastore: the workers that run image actions and
+    the front-end directory images may be imported from."""
+    return {"BRIDGE_LIST": " ".join(nodes), "SAFE_DIRS": str(work_dir)}
 
 
 def build_parser():
@@ -112,7 +138,8 @@ def main(argv=None) -> int:
                           if args.verbose else None)
     hv = SshHypervisor(transport)
     oned = Oned(driver, hv, hosts=nodes, fe_host=args.fe_host, fe_dir=work / "fe", system_ds=args.system_ds,
-                image_ds=args.image_ds, tm_mad=args.tm_mad, ds_mad=args.tm_mad, first_vm_id=args.first_vm_id)
+                image_ds=args.image_ds, tm_mad=args.tm_mad, ds_mad=args.tm_mad, first_vm_id=args.first_vm_id,
+                image_ds_template=image_ds_template(nodes, work))
     hv.oned = oned
     checker = None if args.no_check else LabChecker(transport, oned, vg=args.vg)
     if checker is not None:

@@ -91,7 +91,8 @@ class Oned:
 
     def __init__(self, driver: DriverRunner, hypervisor=None, *, hosts=(), fe_host=None, fe_dir=None,
                  ds_location="/var/lib/one//datastores", system_ds=0, image_ds=1,
-                 tm_mad="gfs2clvm", ds_mad="gfs2clvm", ds_template=None, first_vm_id=0, first_image_id=0):
+                 tm_mad="gfs2clvm", ds_mad="gfs2clvm", ds_template=None, image_ds_template=None,
+                 first_vm_id=0, first_image_id=0):
         self.driver = driver
         self.hv = hypervisor if hypervisor is not None else NullHypervisor()
         self.hosts = {h: Host(h) for h in hosts}
@@ -104,7 +105,7 @@ class Oned:
                                  base_path=f"{ds_location}/{system_ds}", template=dict(template)),
             image_ds: Datastore(image_ds, "images", "IMAGE_DS", ds_mad=ds_mad, tm_mad=tm_mad,
                                 base_path=f"{ds_location}/{image_ds}",
-                                template={"DISK_TYPE": "BLOCK", **template}),
+                                template={"DISK_TYPE": "BLOCK", **template, **(image_ds_template or {})}),
         }
         self.system_ds = system_ds
         self.image_ds = image_ds

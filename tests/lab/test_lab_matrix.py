@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "lab"))
 
 from onesim import DriverRunner, Oned, image_lv  # noqa: E402
-from onesim.__main__ import lab_conf  # noqa: E402
+from onesim.__main__ import image_ds_template, lab_conf  # noqa: E402
 from onesim.lab import LabChecker, SshHypervisor, SshTransport  # noqa: E402
 from onesim.matrix import Matrix, run  # noqa: E402
 
@@ -60,12 +60,13 @@ def test_seed_matrix(lab_salt, tmp_path):
     require_driver()
     transport = SshTransport.from_roster(lab.roster, lab.known_hosts, key=lab.key)
     assert list(transport.nodes) == lab.nodes
-    conf = lab_conf(lab.dir, lab.vg)
+    conf = lab_conf(lab.dir, lab.vg, out_dir=tmp_path / "conf")
     driver = DriverRunner(TM, conf=conf)
     hv = SshHypervisor(transport)
     probe_oned = Oned(driver, hv, hosts=lab.nodes)
     first = fresh_vm_ids(LabChecker(transport, probe_oned, vg=lab.vg))
-    oned = Oned(driver, hv, hosts=lab.nodes, fe_dir=tmp_path / "fe", first_vm_id=first)
+    oned = Oned(driver, hv, hosts=lab.nodes, fe_dir=tmp_path / "fe", first_vm_id=first,
+                image_ds_template=image_ds_template(lab.nodes, tmp_path / "work"))
     hv.oned = oned
     checker = LabChecker(transport, oned, vg=lab.vg)
 
