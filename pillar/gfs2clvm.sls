@@ -119,5 +119,9 @@ gfs2clvm:
       REQUIRED_ATTRS: ''
       PERSISTENT_ONLY: 'NO'
       MARKETPLACE_ACTIONS: ''
+    # the roster is written from cluster:nodes; false leaves it to `gfs2clvm-host add`
+    # (tm_commands/bin), which edits the same file
+    manage_roster: true
+    conf: {}                                # more /etc/one/gfs2clvm.conf keys (timeout, mount_check, bridge_list, ...)
     datastores: {}               # per-datastore overrides in gfs2clvm.conf, e.g. {100: {vg: vg_other}}
     install_one_3_2: false       # also the seed's 3.2 adapters in /usr/lib/one/tm_commands/gfs2clvm

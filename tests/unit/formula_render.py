@@ -25,52 +25,67 @@ class RenderError(Exception):
     pass
 
 
-def show_sls(sls, os_family="Debian", minion_id="node1", pillar=None, example=True):
-    """High data of `sls` (dict id -> state), or RenderError with Salt's messages."""
-    with tempfile.TemporaryDirectory(prefix="gfs2clvm-render-") as tmp:
-        tmp = Path(tmp)
-        pillar_dir = tmp / "pillar"
-        pillar_dir.mkdir()
-        tops = []
-        if example:
-            (pillar_dir / "example.sls").write_text((REPO / "pillar" / "gfs2clvm.sls").read_text())
-            tops.append("example")
-        if pillar:
-            (pillar_dir / "override.sls").write_text(yaml.safe_dump(pillar))
-            tops.append("override")
-        (pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": tops}}))
-        conf = tmp / "conf"
-        conf.mkdir()
-        (conf / "minion").write_text(
-            yaml.safe_dump(
-                {
-                    "id": minion_id,
-                    "file_client": "local",
-                    "root_dir": str(tmp),
-                    "cachedir": str(tmp / "cache"),
-                    "pki_dir": str(tmp / "pki"),
-                    "sock_dir": str(tmp / "run"),
-                    "log_file": str(tmp / "log"),
-                    "file_roots": {"base": [str(REPO), str(REPO / "salt")]},
-                    "pillar_roots": {"base": [str(pillar_dir)]},
-                    "pillar_source_merging_strategy": "recurse",
-                    "grains": {"os_family": os_family, "id": minion_id},
-                }
-            )
+def _write_config(tmp, os_family, minion_id, pillar, example):
+    pillar_dir = tmp / "pillar"
+    pillar_dir.mkdir()
+    tops = []
+    if example:
+        (pillar_dir / "example.sls").write_text((REPO / "pillar" / "gfs2clvm.sls").read_text())
+        tops.append("example")
+    if pillar:
+        (pillar_dir / "override.sls").write_text(yaml.safe_dump(pillar))
+        tops.append("override")
+    (pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": tops}}))
+    conf = tmp / "conf"
+    conf.mkdir()
+    (conf / "minion").write_text(
+        yaml.safe_dump(
+            {
+                "id": minion_id,
+                "file_client": "local",
+                "root_dir": str(tmp),
+                "cachedir": str(tmp / "cache"),
+                "pki_dir": str(tmp / "pki"),
+                "sock_dir": str(tmp / "run"),
+                "log_file": str(tmp / "log"),
+                "file_roots": {"base": [str(REPO), str(REPO / "salt")]},
+                "file_ignore_regex": [r"/\.(venv|lab|git|cache|pytest_cache)(/|$)", r"/(build|dist)(/|$)",
+                                      r"\.egg-info(/|$)", r"__pycache__"],
+                "pillar_roots": {"base": [str(pillar_dir)]},
+                "pillar_source_merging_strategy": "recurse",
+                "grains": {"os_family": os_family, "id": minion_id},
+            }
         )
+    )
+    return conf
+
+
+def salt_call(*fun_args, os_family="Debian", minion_id="node1", pillar=None, example=True, timeout=300):
+    """(returncode, parsed 'local' return or None, raw output) of salt-call --local."""
+    with tempfile.TemporaryDirectory(prefix="gfs2clvm-render-") as tmp:
+        conf = _write_config(Path(tmp), os_family, minion_id, pillar, example)
         proc = subprocess.run(
-            [SALT_CALL, "--local", "-c", str(conf), "--out=json", "--retcode-passthrough",
-             "state.show_sls", sls],
+            [SALT_CALL, "--local", "-c", str(conf), "--out=json", "--retcode-passthrough", *fun_args],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
     try:
         data = json.loads(proc.stdout)["local"]
     except (ValueError, KeyError, TypeError):
-        raise RenderError(proc.stdout + proc.stderr) from None
-    if proc.returncode != 0 or isinstance(data, list):
+        data = None
+    return proc.returncode, data, proc.stdout + proc.stderr
+
+
+def show_sls(sls, os_family="Debian", minion_id="node1", pillar=None, example=True):
+    """High data of `sls` (dict id -> state), or RenderError with Salt's messages."""
+    rc, data, raw = salt_call(
+        "state.show_sls", sls, os_family=os_family, minion_id=minion_id, pillar=pillar, example=example
+    )
+    if data is None:
+        raise RenderError(raw)
+    if rc != 0 or isinstance(data, list):
         raise RenderError(json.dumps(data) if not isinstance(data, str) else data)
     return data
 

@@ -11,6 +11,10 @@
       'datastore': ('tm_commands/datastore/gfs2clvm', fe.remotes ~ '/datastore/gfs2clvm', '0755'),
       'lib': ('tm_commands/lib/gfs2clvm_driver', fe.remotes ~ '/lib/gfs2clvm_driver', '0644'),
     } %}
+{#- the driver's own keys (tm_commands/etc/gfs2clvm.conf), then frontend:conf extras #}
+{%- set conf = {'saltfile': fe.salt_dir ~ '/Saltfile', 'salt_ssh': fe.salt_ssh, 'vg': g.vg,
+                'mountpoint': g.mountpoint, 'user': g.owner, 'datastores': fe.datastores} %}
+{%- do conf.update(fe.conf) %}
 {%- if fe.install_one_3_2 %}
 {%-   do dirs.update({'one32': ('tm_commands/one-3.2', '/usr/lib/one/tm_commands/gfs2clvm', '0755')}) %}
 {%- endif %}
@@ -37,8 +41,4 @@ gfs2clvm-frontend-driver-conf-file-serialize:
     - user: root
     - group: {{ g.group }}
     - mode: '0640'
-    - dataset:
-        saltfile: {{ fe.salt_dir }}/Saltfile
-        salt_ssh: {{ fe.salt_ssh }}
-        vg: {{ g.vg }}
-        datastores: {{ fe.datastores | json }}
+    - dataset: {{ conf | json }}

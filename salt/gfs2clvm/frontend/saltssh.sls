@@ -56,6 +56,8 @@ gfs2clvm-frontend-saltssh-master-file-serialize:
     - require:
       - file: gfs2clvm-frontend-saltssh-dir-file-directory
 
+{%- if fe.manage_roster %}
+
 gfs2clvm-frontend-saltssh-roster-file-serialize:
   file.serialize:
     - name: {{ fe.salt_dir }}/roster
@@ -64,6 +66,7 @@ gfs2clvm-frontend-saltssh-roster-file-serialize:
     - dataset: {{ roster | json }}
     - require:
       - file: gfs2clvm-frontend-saltssh-dir-file-directory
+{%- endif %}
 
 gfs2clvm-frontend-saltssh-saltfile-file-serialize:
   file.serialize:

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The front-end states applied for real (salt-call --local state.apply) into a
+throw-away tree: the driver files from tm_commands/, /etc/one/gfs2clvm.conf, the
+oned.conf edits, the salt-ssh master/roster/Saltfile; a second run changes
+nothing; clean removes what the formula installed.  (Package and known_hosts
+states are excluded: no package manager changes and no ssh-keyscan here.)"""
+
+import json
+import os
+
+import pytest
+import yaml
+from formula_render import REPO, salt_call
+
+ONED_CONF = """# oned.conf excerpt
+TM_MAD = [
+    EXECUTABLE = "one_tm",
+    ARGUMENTS = "-t 15 -d dummy,lvm,shared,fs_lvm,fs_lvm_ssh,qcow2,ssh,ceph,dev,vcenter,iscsi_libvirt"
+]
+
+DATASTORE_MAD = [
+    EXECUTABLE = "one_datastore",
+    ARGUMENTS  = "-t 15 -d dummy,fs,lvm,ceph,dev,iscsi_libvirt,vcenter,restic,rsync -s shared,ssh,ceph,fs_lvm,fs_lvm_ssh,qcow2,vcenter"
+]
+"""
+
+EXCLUDE = json.dumps(
+    [{"id": "gfs2clvm-frontend-package-pkg-installed"}]
+    + [{"id": f"gfs2clvm-frontend-saltssh-known-host-node{i}-ssh_known_hosts-present"} for i in (1, 2)]
+)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fe")
+    (root / "oned.conf").write_text(ONED_CONF)
+    pillar = {
+        "gfs2clvm": {
+            "owner": "root",
+            "group": "root",
+            "oneadmin": {"home": str(root / "home")},
+            "frontend": {
+                "enabled": True,
+                "remotes": str(root / "remotes"),
+                "oned_conf": str(root / "oned.conf"),
+                "driver_conf": str(root / "gfs2clvm.conf"),
+                "salt_dir": str(root / "salt"),
+                "known_hosts": str(root / "known_hosts"),
+                "conf": {"timeout": 600},
+            },
+        }
+    }
+    return root, pillar
+
+
+def apply(pillar, sls="gfs2clvm.frontend"):
+    rc, data, raw = salt_call("state.apply", sls, f"exclude={EXCLUDE}", minion_id="frontend", pillar=pillar)
+    assert isinstance(data, dict), raw[-3000:]
+    bad = {sid: ret["comment"] for sid, ret in data.items() if ret["result"] is not True}
+    assert rc == 0 and not bad, bad
+    return {sid.split("_|-")[1]: ret for sid, ret in data.items()}
+
+
+@pytest.fixture(scope="module")
+def first(tree):
+    _, pillar = tree
+    return apply(pillar)
+
+
+def test_driver_files_installed(tree, first):
+    root, _ = tree
+    for action in ("clone", "ln", "mkimage", "delete", "mv"):
+        path = root / "remotes" / "tm" / "gfs2clvm" / action
+        assert path.is_file() and os.access(path, os.X_OK), path
+        assert path.read_bytes() == (REPO / "tm_commands" / "tm" / "gfs2clvm" / action).read_bytes()
+    ds = sorted(p.name for p in (root / "remotes" / "datastore" / "gfs2clvm").iterdir())
+    assert ds == sorted(p.name for p in (REPO / "tm_commands" / "datastore" / "gfs2clvm").iterdir()
+                        if p.name != "__pycache__")
+    lib = root / "remotes" / "lib" / "gfs2clvm_driver"
+    assert (lib / "__init__.py").is_file() and not (lib / "__pycache__").exists()
+
+
+def test_driver_conf(tree, first):
+    root, _ = tree
+    conf = yaml.safe_load((root / "gfs2clvm.conf").read_text())
+    assert conf == {
+        "saltfile": f"{root}/salt/Saltfile", "salt_ssh": "/usr/bin/salt-ssh", "vg": "vg_cloudstorage",
+        "mountpoint": "/var/lib/one", "user": "root", "datastores": {}, "timeout": 600,
+    }
+
+
+def test_oned_conf_edited(tree, first):
+    root, _ = tree
+    text = (root / "oned.conf").read_text()
+    assert '-d gfs2clvm,dummy,lvm,shared' in text
+    assert '-d gfs2clvm,dummy,fs,lvm' in text and '-s gfs2clvm,shared,ssh' in text
+    block = text.split("# BEGIN gfs2clvm -- managed by Salt, do not edit")[1].split("# END gfs2clvm")[0]
+    assert 'TM_MAD_CONF = [' in block and 'DISK_TYPE = "BLOCK"' in block and 'DS_MAD_CONF = [' in block
+
+
+def test_saltssh_config(tree, first):
+    root, _ = tree
+    saltfile = yaml.safe_load((root / "salt" / "Saltfile").read_text())
+    assert saltfile == {"salt-ssh": {"config_dir": f"{root}/salt", "log_level": "warning"}}
+    master = yaml.safe_load((root / "salt" / "master").read_text())
+    assert master["roster_file"] == f"{root}/salt/roster"
+    assert master["known_hosts_file"] == f"{root}/known_hosts"
+    roster = yaml.safe_load((root / "salt" / "roster").read_text())
+    assert sorted(roster) == ["node1", "node2"]
+    assert roster["node2"]["host"] == "192.0.2.12"
+    assert roster["node2"]["minion_opts"]["module_dirs"] == ["/usr/lib/gfs2clvm/_modules"]
+
+
+def test_second_run_changes_nothing(tree, first):
+    _, pillar = tree
+    again = apply(pillar)
+    assert {sid: ret["changes"] for sid, ret in again.items() if ret["changes"]} == {}
+
+
+def test_clean(tree, first):
+    root, pillar = tree
+    apply(pillar, "gfs2clvm.frontend.clean")
+    assert not (root / "remotes" / "tm" / "gfs2clvm").exists()
+    assert not (root / "remotes" / "lib" / "gfs2clvm_driver").exists()
+    assert not (root / "gfs2clvm.conf").exists() and not (root / "salt").exists()
+    text = (root / "oned.conf").read_text()
+    assert "TM_MAD_CONF" not in text
