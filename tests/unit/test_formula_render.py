@@ -34,7 +34,7 @@ def test_every_sls_starts_with_tplroot_and_imports_mapdata():
     for sls in FORMULA.rglob("*.sls"):
         text = sls.read_text()
         if "include:" in text and "mapdata" not in text and "tplroot" not in text:
-            continue  # include-only files (worker/init.sls, frontend/init.sls, clean.sls)
+            continue  # include-only files (worker/init.sls, frontend/init.sls)
         assert "{%- set tplroot = tpldir.split('/')[0] %}" in text, sls
         assert re.search(r'from tplroot ~ "/map.jinja" import mapdata', text), sls
 
