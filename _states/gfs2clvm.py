@@ -386,8 +386,11 @@ def gfs2_formatted(
             raise SaltException(f"not a device path: {name!r}")
         if not isinstance(locktable, str) or not _LOCKTABLE_RE.match(locktable):
             raise SaltException(f"invalid GFS2 lock table {locktable!r} (want cluster:fsname)")
-        journals = int(journals)
-        journal_size_mb = int(journal_size_mb)
+        try:
+            journals = int(journals)
+            journal_size_mb = int(journal_size_mb)
+        except (TypeError, ValueError):
+            raise SaltException("journals and journal_size_mb must be integers") from None
         if journals < 1 or journal_size_mb < 8:
             raise SaltException("journals must be >= 1 and journal_size_mb >= 8")
 

@@ -376,3 +376,9 @@ def test_gfs2_mkfs_failure(node):
     node.fail["mkfs.gfs2"] = (1, "Error: device busy\n")
     ret = gfs2clvm_state.gfs2_formatted(DEV, "labc:one", create=True)
     assert ret["result"] is False and ret["comment"] == "mkfs.gfs2 failed: Error: device busy"
+
+
+@pytest.mark.parametrize("kwargs", [{"journals": "two"}, {"journal_size_mb": None}, {"journals": 0}])
+def test_gfs2_bad_numbers_are_a_comment_not_a_traceback(node, kwargs):
+    ret = gfs2clvm_state.gfs2_formatted(DEV, "labc:one", create=True, **kwargs)
+    assert ret["result"] is False and "Traceback" not in ret["comment"] and node.calls == []
