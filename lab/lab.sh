@@ -43,6 +43,7 @@ BZIMAGE=/boot/vmlinuz-$KVER
 VMLINUX=$LAB_DIR/kernel/vmlinux-$KVER
 INITRD=$LAB_DIR/kernel/initramfs-$KVER.cpio.gz
 SSHDIR=$LAB_DIR/ssh
+CMDIR=$SSHDIR/cm
 KEY=$SSHDIR/id_ed25519
 KNOWN=$SSHDIR/known_hosts
 SAN=$LAB_DIR/san.img
@@ -71,9 +72,12 @@ alive() { local p; p=$(cat "$VMS/$1.pid" 2>/dev/null) && kill -0 "$p" 2>/dev/nul
 
 ssh_argv() { # USER NODE -> SSHA
   local port; port=$(cat "$VMS/$2.port" 2>/dev/null) || die "no guest $2 in $LAB_DIR (lab.sh up)"
+  # one multiplexed connection per user and guest (shared with the tests and salt-ssh):
+  # a new ssh handshake costs ~0.5 s of the guest's emulated CPU, a new session far less
   SSHA=(ssh -F /dev/null -p "$port" -i "$KEY" -o IdentitiesOnly=yes -o BatchMode=yes
     -o UserKnownHostsFile="$KNOWN" -o StrictHostKeyChecking=yes -o ConnectTimeout=15
-    -o ServerAliveInterval=15 -o ServerAliveCountMax=8 -o LogLevel=ERROR "$1@127.0.0.1")
+    -o ServerAliveInterval=15 -o ServerAliveCountMax=8 -o LogLevel=ERROR
+    -o ControlMaster=auto -o "ControlPath=$CMDIR/%C" -o ControlPersist=300 "$1@127.0.0.1")
 }
 
 cmd_build() {
@@ -81,7 +85,7 @@ cmd_build() {
   [ -d "/lib/modules/$KVER" ] || die "no /lib/modules/$KVER"
   file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || die "need busybox-static (/bin/busybox)"
   command -v "$QEMU" >/dev/null || die "no $QEMU: apt-get install qemu-system-x86"
-  mkdir -p "$LAB_DIR/kernel" "$SSHDIR" "$VMS"; chmod 700 "$SSHDIR"
+  mkdir -p "$LAB_DIR/kernel" "$SSHDIR" "$CMDIR" "$VMS"; chmod 700 "$SSHDIR" "$CMDIR"
   local t m f; t=$(mktemp -d "$LAB_DIR/initrd.XXXXXX")
   mkdir -p "$t"/{bin,dev,proc,sys,lower,rw,newroot,mods}
   cp /bin/busybox "$t/bin/busybox"
@@ -185,6 +189,7 @@ cmd_up() {
     rm -f "$SAN"; truncate -s "$DISK_SIZE" "$SAN"
   fi
   : >"$KNOWN"
+  mkdir -p "$CMDIR"; chmod 700 "$CMDIR"
   t0=$(now)
   start_guest node1 "$n"
   if [ "$n" -gt 1 ]; then   # the others connect to node1's listening link sockets
@@ -272,6 +277,7 @@ $node:
   set_path: $SET_PATH
   thin_dir: /var/tmp/.gfs2clvm_lab_thin_oneadmin
   timeout: 60
+  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
 $node-root:
   host: 127.0.0.1
   port: $port
@@ -280,6 +286,7 @@ $node-root:
   set_path: $SET_PATH
   thin_dir: /var/tmp/.gfs2clvm_lab_thin_root
   timeout: 60
+  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
 R
   done
   mv "$SALTDIR/roster.tmp" "$SALTDIR/roster"
@@ -378,6 +385,10 @@ cmd_down() {
       echo "lab: $node killed (no clean poweroff)"
     fi
     rm -f "$VMS/$node".{pid,port,run}
+  done
+  for pid in "$CMDIR"/*; do   # multiplexing masters of the guests that are gone
+    [ -S "$pid" ] && ssh -F /dev/null -o "ControlPath=$pid" -O exit x 2>/dev/null || true
+    rm -f "$pid"
   done
   echo "lab: down in $(since "$t0")s"
 }
