@@ -349,16 +349,23 @@ def key_fingerprints(keys, run=_run):
     return dict(zip(keys, prints)) if len(prints) == len(keys) else {}
 
 
+def _json_tail(text):
+    """The JSON document of salt-ssh's stdout (its key-deploy question may precede it)."""
+    for start in (i for i, char in enumerate(text) if char == "{"):
+        try:
+            return json.loads(text[start:])
+        except ValueError:
+            continue
+    return None
+
+
 def salt_call(setup, host, fun, run=_run):
     """One salt-ssh call; ``(value, None)`` or ``(None, one-line problem)``."""
     argv = [setup.salt_ssh, "--saltfile", setup.saltfile, "--out", "json", "--static", "-l", "warning", host, fun]
     # On "Permission denied" salt-ssh asks whether to deploy its key with a
     # password (input()): answer no instead of dying of EOFError.
     proc = run(argv, int(setup.conf.get("timeout") or 900), stdin="n\n")
-    try:
-        data = json.loads(proc.stdout) if proc.stdout.strip() else None
-    except ValueError:
-        data = None
+    data = _json_tail(proc.stdout)
     if not isinstance(data, dict) or host not in data:
         lines = [line for line in (proc.stderr or proc.stdout or "").splitlines() if line.strip()]
         return None, f"salt-ssh exit {proc.returncode}: {one_line(lines[-1]) if lines else 'no output'}"
@@ -370,7 +377,7 @@ def salt_call(setup, host, fun, run=_run):
         lines = [line for line in (stderr or str(value.get("_error") or "")).splitlines() if line.strip()]
         return None, one_line(lines[-1]) if lines else f"retcode {value.get('retcode')}"
     if isinstance(value, str) and (
-        "is not available" in value or value.startswith(("Traceback", "Permission denied", "ssh:"))
+        "is not available" in value or "Permission denied" in value or value.startswith(("Traceback", "ssh:"))
     ):
         return None, one_line(value.strip().splitlines()[-1])
     return value, None
@@ -411,7 +418,7 @@ def cmd_add(args, setup, out, run=_run):
             started = time.monotonic()
             value, problem = salt_call(setup, args.host, "test.ping", run=run)
             if problem or value is not True:
-                raise DriverError(f"salt-ssh {args.host} test.ping failed: {problem or value!r}")
+                raise DriverError(f"salt-ssh {args.host} test.ping failed: {problem or repr(value)}")
             seconds = time.monotonic() - started
         except BaseException:
             _restore(setup.roster, roster_raw)

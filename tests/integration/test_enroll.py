@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``gfs2clvm-host`` against the real local sshd and salt-ssh (saltssh_env).
+
+The tool gets its own driver set-up (driver config, Saltfile, master config,
+roster, known_hosts) next to the session's: the master config is the driver
+set-up's (empty file_roots, same cache, so thin.tgz is not rebuilt) with its own
+roster and a known_hosts file that does not exist yet.  The roster starts with
+one entry (``local-root``'s, at another address) whose minion_opts the new host inherits; every new
+host gets a fresh thin_dir, so ``add`` really deploys a thin.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saltssh_env import REPO, SET_PATH
+
+sys.path.insert(0, str(REPO / "tm_commands" / "lib"))
+from gfs2clvm_driver import DriverError, salt_ssh  # noqa: E402
+from gfs2clvm_driver import config as driver_config  # noqa: E402
+
+TOOL = REPO / "tm_commands" / "bin" / "gfs2clvm-host"
+
+
+class Enroll:
+    def __init__(self, saltssh):
+        self.saltssh = saltssh
+        self.dir = saltssh.base / f"enroll-{uuid.uuid4().hex[:6]}"
+        self.etc = self.dir / "etc"
+        self.etc.mkdir(parents=True)
+        self.roster = self.etc / "roster"
+        self.known_hosts = self.dir / "known_hosts"
+        master = yaml.safe_load((saltssh.driver_config_dir / "master").read_text())
+        master.update(roster_file=str(self.roster), known_hosts_file=str(self.known_hosts))
+        (self.etc / "master").write_text(yaml.safe_dump(master))
+        self.saltfile = self.dir / "Saltfile"
+        self.saltfile.write_text(yaml.safe_dump({"salt-ssh": {"config_dir": str(self.etc), "log_level": "warning"}}))
+        template = yaml.safe_load((saltssh.driver_config_dir / "roster").read_text())["local-root"]
+        # only a template (never called): another address, so its host key is not w1's
+        template["host"] = "template.invalid"
+        self.template = template
+        self.roster.write_text(yaml.safe_dump({"local-root": template}))
+        self.conf = saltssh.driver_conf(self.dir / "gfs2clvm.conf", saltfile=str(self.saltfile), timeout=120)
+        self.thin_dirs = []
+
+    def thin_dir(self):
+        path = f"/var/tmp/.gfs2clvm-it-enroll-{uuid.uuid4().hex[:8]}"
+        self.thin_dirs.append(path)
+        return path
+
+    def run(self, *args):
+        env = dict(os.environ, GFS2CLVM_CONF=str(self.conf))
+        return subprocess.run(
+            [sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+        )
+
+    def entries(self):
+        return yaml.safe_load(self.roster.read_text()) or {}
+
+    def server_key(self):
+        return (self.saltssh.base / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+
+    def cleanup(self):
+        for path in self.thin_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def enroll(saltssh):
+    env = Enroll(saltssh)
+    yield env
+    env.cleanup()
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _one_error_line(proc):
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR: "), proc.stderr
+    return lines[0]
+
+
+def test_add_of_an_unreachable_host_changes_nothing(enroll):
+    before = enroll.roster.read_bytes()
+    closed = _free_port()
+    proc = enroll.run("add", "w-closed", "--address", "127.0.0.1", "--port", closed, "--user", "root")
+    assert proc.returncode == 1
+    assert _one_error_line(proc) == (
+        f"ERROR: ssh-keyscan found no host key at 127.0.0.1 port {closed} "
+        "(is sshd running there? address and port right?)"
+    )
+    assert enroll.roster.read_bytes() == before
+    assert not enroll.known_hosts.exists()
+
+
+def test_failed_add_restores_roster_and_known_hosts(enroll):
+    before = enroll.roster.read_bytes()
+    proc = enroll.run(
+        "add", "w-nologin", "--address", "127.0.0.1", "--port", enroll.saltssh.port,
+        "--user", "gfs2clvm-nosuchuser", "--thin-dir", enroll.thin_dir(),
+    )
+    assert proc.returncode == 1
+    line = _one_error_line(proc)
+    assert line.startswith("ERROR: salt-ssh w-nologin test.ping failed: "), line
+    assert "Permission denied" in line, line
+    assert enroll.roster.read_bytes() == before
+    assert not enroll.known_hosts.exists()
+
+
+def test_fingerprint_mismatch_is_refused(enroll):
+    before = enroll.roster.read_bytes()
+    proc = enroll.run(
+        "add", "w-fp", "--address", "127.0.0.1", "--port", enroll.saltssh.port, "--user", "root",
+        "--fingerprint", "SHA256:" + "A" * 43,
+    )
+    assert proc.returncode == 1
+    line = _one_error_line(proc)
+    assert line.startswith(
+        f"ERROR: no host key of 127.0.0.1 port {enroll.saltssh.port} has fingerprint SHA256:{'A' * 43} (scanned: SHA256:"
+    ), line
+    assert enroll.roster.read_bytes() == before
+    assert not enroll.known_hosts.exists()
+
+
+def test_add_enrolls_deploys_the_thin_and_shows_the_check(enroll):
+    thin = enroll.thin_dir()
+    assert not os.path.exists(thin)
+    proc = enroll.run(
+        "add", "w1", "--address", "127.0.0.1", "--port", enroll.saltssh.port, "--user", "root", "--thin-dir", thin
+    )
+    # this host has no shared VG: enrolled, but the check reports problems (exit 2)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr == ""
+    out = proc.stdout.splitlines()
+    assert any(line.startswith(f"host key [127.0.0.1]:{enroll.saltssh.port} ssh-ed25519 SHA256:") for line in out), out
+    assert any(line.startswith(f"w1: enrolled as root@127.0.0.1:{enroll.saltssh.port} in {enroll.roster}") for line in out)
+    assert any(line.startswith("  ok   mount: ") for line in out), out
+    assert any(line.startswith("  FAIL vg: ") for line in out), out
+    assert out[-1].startswith("w1: enrolled, but not ready: ") and "vg" in out[-1], out
+    entry = enroll.entries()["w1"]
+    assert entry == {
+        "host": "127.0.0.1",
+        "port": enroll.saltssh.port,
+        "user": "root",
+        "priv": enroll.template["priv"],
+        "set_path": SET_PATH,
+        "thin_dir": thin,
+        "minion_opts": enroll.template["minion_opts"],
+    }
+    # the host key pinned is the server's own
+    ktype, key = enroll.server_key()
+    lines = enroll.known_hosts.read_text().splitlines()
+    assert f"[127.0.0.1]:{enroll.saltssh.port} {ktype} {key}" in lines
+    # the thin is deployed
+    assert os.path.isfile(os.path.join(thin, "salt-call"))
+
+
+def test_first_driver_call_after_add_is_one_connection(enroll):
+    conf = driver_config.load(str(enroll.conf))
+    before = enroll.saltssh.ssh_connections()
+    value = salt_ssh("w1", "gfs2clvm.check", conf=conf)
+    assert enroll.saltssh.ssh_connections() - before == 1
+    assert isinstance(value, dict) and set(value) == {"ok", "checks"}
+
+
+def test_add_twice_is_refused(enroll):
+    before = enroll.roster.read_bytes()
+    proc = enroll.run("add", "w1", "--address", "127.0.0.1", "--port", enroll.saltssh.port, "--user", "root")
+    assert proc.returncode == 1
+    assert _one_error_line(proc) == (
+        f"ERROR: w1 is already in the roster {enroll.roster} (gfs2clvm-host remove w1 first)"
+    )
+    assert enroll.roster.read_bytes() == before
+
+
+def test_list_shows_the_hosts(enroll):
+    proc = enroll.run("list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["host"]: row for row in json.loads(proc.stdout)}
+    assert rows["w1"] == {
+        "host": "w1", "address": "127.0.0.1", "port": enroll.saltssh.port, "user": "root",
+        "thin_dir": enroll.entries()["w1"]["thin_dir"], "host_key": True,
+    }
+    assert set(rows) == {"local-root", "w1"}
+    text = enroll.run("list").stdout
+    assert f"w1\troot@127.0.0.1:{enroll.saltssh.port}\t" in text and "host key known" in text
+
+
+def test_remove_drops_roster_entry_and_host_key(enroll):
+    proc = enroll.run("remove", "w1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        f"w1: removed from {enroll.roster}; 1 host key line(s) for [127.0.0.1]:{enroll.saltssh.port} removed"
+    )
+    assert "w1" not in enroll.entries() and "local-root" in enroll.entries()
+    assert f"[127.0.0.1]:{enroll.saltssh.port}" not in enroll.known_hosts.read_text()
+    with pytest.raises(DriverError, match="^host w1 is not in the salt-ssh roster$"):
+        salt_ssh("w1", "test.ping", conf=driver_config.load(str(enroll.conf)))
+    proc = enroll.run("remove", "w1")
+    assert proc.returncode == 1
+    assert _one_error_line(proc) == f"ERROR: w1 is not in the roster {enroll.roster}"
+
+
+def test_a_changed_host_key_is_refused(enroll):
+    other = "AAAAC3NzaC1lZDI1NTE5AAAAIOtherOtherOtherOtherOtherOtherOtherOther1"
+    name = f"[127.0.0.1]:{enroll.saltssh.port}"
+    enroll.known_hosts.write_text(f"{name} ssh-ed25519 {other}\n")
+    before = enroll.roster.read_bytes()
+    proc = enroll.run("add", "w2", "--address", "127.0.0.1", "--port", enroll.saltssh.port, "--user", "root")
+    assert proc.returncode == 1
+    assert _one_error_line(proc) == (
+        f"ERROR: {enroll.known_hosts} holds a different host key for {name}: if the host was reinstalled, "
+        f"remove it (ssh-keygen -R '{name}' -f {enroll.known_hosts}) and add again"
+    )
+    assert enroll.roster.read_bytes() == before
+    assert enroll.known_hosts.read_text() == f"{name} ssh-ed25519 {other}\n"
