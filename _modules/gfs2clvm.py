@@ -64,9 +64,11 @@ DEFAULTS = {
 }
 
 # Fields read from lvs/vgs (one list each, so every call parses the same JSON).
+# LV fields only: a segment field (segtype, seg_size...) makes lvs print one row
+# per segment, so a grown LV would be listed twice.
 LV_FIELDS = (
-    "lv_name,vg_name,lv_path,lv_size,lv_attr,lv_active,lv_active_locally,"
-    "lv_active_exclusively,lv_device_open,origin,pool_lv,segtype,data_percent"
+    "lv_name,vg_name,lv_path,lv_size,lv_attr,lv_layout,lv_active,lv_active_locally,"
+    "lv_active_exclusively,lv_device_open,origin,pool_lv,data_percent"
 )
 VG_FIELDS = (
     "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,"
@@ -391,7 +393,9 @@ def _lv_record(row):
     attr = row.get("lv_attr", "")
     active = bool(row.get("lv_active_locally"))
     exclusive = row.get("lv_active_exclusively") == "active exclusively"
-    thin = row.get("segtype") == "thin"
+    layout = row.get("lv_layout", "")
+    kind = {"thin,sparse": "thin", "thin,pool": "thin-pool"}.get(layout, layout.split(",")[0] or "unknown")
+    thin = kind == "thin"
     data = row.get("data_percent") or ""
     return {
         "name": row["lv_name"],
@@ -399,7 +403,7 @@ def _lv_record(row):
         "path": row.get("lv_path") or "",
         "size_mb": _mb(row.get("lv_size", "0")),
         "attr": attr,
-        "type": row.get("segtype", ""),
+        "type": kind,
         "active": active,
         "exclusive": active and exclusive,
         "shared": active and not exclusive,

@@ -29,8 +29,8 @@ _spec.loader.exec_module(gfs2clvm)
 
 VG = "vg_cloudstorage"
 LVS = ["/sbin/lvs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o",
-       "lv_name,vg_name,lv_path,lv_size,lv_attr,lv_active,lv_active_locally,"
-       "lv_active_exclusively,lv_device_open,origin,pool_lv,segtype,data_percent"]
+       "lv_name,vg_name,lv_path,lv_size,lv_attr,lv_layout,lv_active,lv_active_locally,"
+       "lv_active_exclusively,lv_device_open,origin,pool_lv,data_percent"]
 VGS = ["/sbin/vgs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o",
        "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,"
        "lv_count,vg_shared,vg_lock_type,vg_attr"]
@@ -164,6 +164,16 @@ def test_lv_list_parses_real_report(fake):
     json.dumps(ret)
 
 
+def test_a_grown_lv_with_two_segments_is_one_row(fake):
+    """Regression (found in the lab): segment fields gave one row per segment."""
+    segments = json.loads(data("lvs_segments.json"))["report"][0]["lv"]
+    assert [row["lv_name"] for row in segments] == ["lv-one-70-0", "lv-one-70-0"]
+    assert not {"segtype", "seg_size", "devices"} & set(gfs2clvm.LV_FIELDS.split(","))
+    fake.lvs("lvs_all.json")
+    lvs = [lv for lv in gfs2clvm.lv_list()["lvs"] if lv["name"] == "lv-one-70-0"]
+    assert len(lvs) == 1 and lvs[0]["size_mb"] == 24
+
+
 def test_lv_list_of_a_vm_selects_by_lvm_and_matches_whole_names(fake):
     # even if LVM returned more (e.g. a looser selection), lv-one-70-0 is not VM 7's
     fake.lvs("lvs_all.json")
@@ -282,7 +292,7 @@ def test_lv_create_error_is_one_line_from_real_stderr(fake):
     fake.answer("lvcreate", rc=5, stderr=data("lvcreate_nospace.stderr"))
     with pytest.raises(CommandExecutionError) as err:
         gfs2clvm.lv_create("lv-one-5-0", size_mb="100G")
-    assert str(err.value) == 'lvcreate failed (rc 5): Volume group "vg_cloudstorage" has insufficient free space (929 extents): 25600 required.'
+    assert str(err.value) == 'lvcreate failed (rc 5): Volume group "vg_cloudstorage" has insufficient free space (927 extents): 25600 required.'
 
 
 def test_lv_create_removes_the_lv_when_zeroing_fails(fake):
@@ -384,10 +394,13 @@ def test_lv_deactivate(fake):
 # ---------------------------------------------------------------- snapshot / resize
 def test_lv_snapshot_thick_default_size(fake):
     fake.lvs("lvs_all.json")
-    ret = gfs2clvm.lv_snapshot("lv-one-70-0", "lv-one-70-0-s0")
-    # 20 % of 16 MiB = 3.2 -> at least 4 MiB
-    assert fake.writes() == [["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-70-0-s0", "-L", "4m", f"{VG}/lv-one-70-0"]]
-    assert ret == {"name": "lv-one-70-0-s0", "vg": VG, "origin": "lv-one-70-0", "path": f"/dev/{VG}/lv-one-70-0-s0", "thin": False, "size_mb": 4}
+    ret = gfs2clvm.lv_snapshot("lv-one-9-0", "lv-one-9-0-s0")
+    # 20 % of 8 MiB = 1.6 -> at least 4 MiB
+    assert fake.writes() == [["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-9-0-s0", "-L", "4m", f"{VG}/lv-one-9-0"]]
+    assert ret == {"name": "lv-one-9-0-s0", "vg": VG, "origin": "lv-one-9-0", "path": f"/dev/{VG}/lv-one-9-0-s0", "thin": False, "size_mb": 4}
+    fake.calls.clear()
+    gfs2clvm.lv_snapshot("lv-one-70-0", "lv-one-70-0-s0")  # 24 MiB * 20 % = 4.8 -> 5
+    assert fake.writes()[0][-3:] == ["-L", "5m", f"{VG}/lv-one-70-0"]
     fake.calls.clear()
     gfs2clvm.lv_snapshot("lv-one-7-0", "lv-one-7-0-s2")  # 64 MiB * 20 % = 12.8 -> 13
     assert fake.writes()[0][-3:] == ["-L", "13m", f"{VG}/lv-one-7-0"]
@@ -568,7 +581,7 @@ def test_vg_usage(fake, conf):
     fake.answer("vgs", data("vgs_one.json"))
     ret = gfs2clvm.vg_usage()
     assert fake.calls == [VGS + [VG]]
-    assert ret == {"vg": VG, "total_mb": 4092, "used_mb": 376, "free_mb": 3716, "extent_mb": 4, "lv_count": 10,
+    assert ret == {"vg": VG, "total_mb": 4092, "used_mb": 384, "free_mb": 3708, "extent_mb": 4, "lv_count": 10,
                    "shared": False, "lock_type": None, "thin_pool": None}
     fake.answers["vgs"] = [(0, data("vgs_shared.json"), "")]
     fake.lvs("lvs_all.json")

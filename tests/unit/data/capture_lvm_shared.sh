@@ -3,7 +3,7 @@ set -u
 wipefs -qa /dev/vda; dd if=/dev/zero of=/dev/vda bs=1M count=16 oflag=direct status=none
 $LAB_DIR/guest/lockd-setup.sh 1 5 || exit 1
 VG=vg_cloudstorage
-LVF=lv_name,vg_name,lv_path,lv_size,lv_attr,lv_active,lv_active_locally,lv_active_exclusively,lv_device_open,origin,pool_lv,segtype,data_percent
+LVF=lv_name,vg_name,lv_path,lv_size,lv_attr,lv_layout,lv_active,lv_active_locally,lv_active_exclusively,lv_device_open,origin,pool_lv,data_percent
 VGF=vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,lv_count,vg_shared,vg_lock_type,vg_attr
 sec() { echo "=====BEGIN $1"; shift; "$@" 2>/tmp/err; echo "=====RC $?"; echo "=====STDERR"; cat /tmp/err; echo "=====END"; }
 vgcreate -q --shared --lock-type sanlock $VG /dev/vda || exit 1
