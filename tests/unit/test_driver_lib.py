@@ -81,9 +81,9 @@ def test_build_argv_exact():
     conf = {"salt_ssh": "/usr/bin/salt-ssh", "saltfile": "/etc/one/gfs2clvm/Saltfile"}
     argv = saltssh.build_argv(conf, ["n1"], "gfs2clvm_tm.clone", ["/a", 42], {"vg": "v", "size_mb": None})
     assert argv == ["/usr/bin/salt-ssh", "--saltfile", "/etc/one/gfs2clvm/Saltfile", "--out", "json",
-                    "--static", "-l", "warning", "n1", "gfs2clvm_tm.clone", '"/a"', "42", 'vg="v"']
+                    "--static", "-l", "warning", "--key-deploy", "n1", "gfs2clvm_tm.clone", '"/a"', "42", 'vg="v"']
     argv = saltssh.build_argv(conf, ["n1", "n2"], "f", [], {})
-    assert argv[8:10] == ["-L", "n1,n2"]
+    assert argv[9:11] == ["-L", "n1,n2"]
     with pytest.raises(DriverError, match="arguments too large"):
         saltssh.build_argv(conf, ["n1"], "f", ["x" * saltssh.MAX_INLINE], {})
 
@@ -143,5 +143,5 @@ def test_salt_ssh_json_roundtrip_types():
     conf = {"salt_ssh": "s", "saltfile": "f"}
     values = ["010", "yes", "a: b", "x=y", "#c", 42, {"n.sh": "QQ=="}]
     argv = saltssh.build_argv(conf, ["h"], "f", values, {})
-    assert [yaml.safe_load(word) for word in argv[10:]] == values
-    assert [json.loads(word) for word in argv[10:]] == values
+    assert [yaml.safe_load(word) for word in argv[11:]] == values
+    assert [json.loads(word) for word in argv[11:]] == values

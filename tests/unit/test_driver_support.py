@@ -34,7 +34,7 @@ state = os.environ["FAKE_STATE"]
 with open(os.path.join(state, "calls.jsonl"), "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\n")
 args = sys.argv[1:]
-pos = args.index("warning") + 1
+pos = args.index("--key-deploy") + 1
 targets = args[pos + 1].split(",") if args[pos] == "-L" else [args[pos]]
 queue = os.path.join(state, "replies.json")
 replies = json.load(open(queue)) if os.path.exists(queue) else []
@@ -130,10 +130,10 @@ class Fakes:
 
 def decode(argv, conf):
     """Split a recorded salt-ssh argv, checking the fixed part."""
-    assert argv[:7] == ["--saltfile", conf["saltfile"], "--out", "json", "--static", "-l", "warning"]
+    assert argv[:8] == ["--saltfile", conf["saltfile"], "--out", "json", "--static", "-l", "warning", "--key-deploy"]
     for forbidden in ("-i", "--ignore-host-keys", "-W", "-w", "--rand-thin-dir", "--wipe", "--tty"):
         assert forbidden not in argv
-    rest = argv[7:]
+    rest = argv[8:]
     if rest[0] == "-L":
         targets, rest = rest[1].split(","), rest[2:]
     else:
@@ -163,7 +163,7 @@ def test_fake_salt_ssh_records_and_answers(tmp_path):
     fakes = Fakes(tmp_path)
     fakes.reply(value={"x": 1})
     proc = subprocess.run([str(fakes.salt_ssh), "--saltfile", "S", "--out", "json", "--static", "-l",
-                           "warning", "-L", "a,b", "f.g", '"x"'], capture_output=True, text=True,
+                           "warning", "--key-deploy", "-L", "a,b", "f.g", '"x"'], capture_output=True, text=True,
                           env=fakes.env, check=False)
     assert json.loads(proc.stdout) == {"a": {"x": 1}, "b": {"x": 1}}
     assert fakes.calls()[0][-2:] == ["f.g", '"x"']

@@ -265,6 +265,10 @@ FAILURES = [
     ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
                           "stderr": "'gfs2clvm_tm.mkswap' is not available."}},
      "ERROR: gfs2clvm_tm.mkswap on node1: 'gfs2clvm_tm.mkswap' is not available."),
+    ({"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "Permission denied",
+                          "stderr": "Error running 'gfs2clvm_tm.mkswap': [Errno 13] Permission denied: '/x'"}},
+     "ERROR: gfs2clvm_tm.mkswap on node1: permission denied (ssh login or a command on the worker): "
+     "Error running 'gfs2clvm_tm.mkswap': [Errno 13] Permission denied: '/x'"),
     ({"rc": 1, "out": "Traceback (most recent\nnot json", "stderr": "boom\nlast words\n"},
      "ERROR: gfs2clvm_tm.mkswap on node1: salt-ssh exit 1: last words"),
 ]

@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -131,6 +132,31 @@ class Setup:
             )
         self.known_hosts = str(self.known_hosts)
         self.priv = master.get("ssh_priv")
+        root_dir = str(master.get("root_dir") or "/")
+        self.cachedir = str(master.get("cachedir") or os.path.join(root_dir, "var/cache/salt/master"))
+
+    def salt_user(self):
+        """The account salt-ssh must run as, or None for the current one.
+
+        Run as root, salt-ssh would leave root-owned files in the cache dir the
+        driver (oneadmin) uses later.  So when root enrols and the cache dir (or
+        the master's root_dir) belongs to another user, salt-ssh runs as that user.
+        """
+        if os.geteuid() != 0:
+            return None
+        root_dir = str(self.master.get("root_dir") or "/")
+        for path in (self.cachedir, root_dir):
+            try:
+                uid = os.stat(path).st_uid
+            except OSError:
+                continue
+            if uid == 0:
+                return None
+            try:
+                return pwd.getpwuid(uid)
+            except KeyError:
+                raise DriverError(f"{path} belongs to uid {uid}, which has no account") from None
+        return None
 
     def read_roster(self):
         """``(raw bytes or None, entries dict)`` of the roster."""
@@ -318,9 +344,16 @@ def make_entry(args, entries, setup):
 # --------------------------------------------------------------------------
 # salt-ssh and ssh-keyscan
 # --------------------------------------------------------------------------
-def _run(argv, timeout, stdin=""):
+def _run(argv, timeout, stdin="", as_user=None):
+    """Run ``argv``; ``as_user`` (a pwd entry): as that user, with its HOME."""
+    extra = {}
+    if as_user is not None:
+        env = dict(os.environ, HOME=as_user.pw_dir, USER=as_user.pw_name, LOGNAME=as_user.pw_name)
+        extra = {"user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": [], "env": env, "cwd": "/"}
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, input=stdin, check=False, **extra
+        )
     except FileNotFoundError:
         raise DriverError(f"{argv[0]} not found") from None
     except subprocess.TimeoutExpired:
@@ -364,7 +397,7 @@ def salt_call(setup, host, fun, run=_run):
     argv = [setup.salt_ssh, "--saltfile", setup.saltfile, "--out", "json", "--static", "-l", "warning", host, fun]
     # On "Permission denied" salt-ssh asks whether to deploy its key with a
     # password (input()): answer no instead of dying of EOFError.
-    proc = run(argv, int(setup.conf.get("timeout") or 900), stdin="n\n")
+    proc = run(argv, int(setup.conf.get("timeout") or 900), stdin="n\n", as_user=setup.salt_user())
     data = _json_tail(proc.stdout)
     if not isinstance(data, dict) or host not in data:
         lines = [line for line in (proc.stderr or proc.stdout or "").splitlines() if line.strip()]

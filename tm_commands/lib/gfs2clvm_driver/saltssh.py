@@ -4,6 +4,11 @@ Arguments are JSON-encoded on the command line: salt parses every argument as
 YAML, so a bare ``010`` would become 8 and ``yes`` a bool; a JSON string literal
 stays a string, and ``"..."`` never looks like ``key=value``.
 
+``--key-deploy`` without a password in the roster only switches off salt-ssh's
+interactive "Permission denied ... deploy the salt-ssh key? [Y/n]" prompt (salt
+3008 asks it whenever a return's stderr says "Permission denied", even when a
+command on the worker said so): it can never deploy anything without a password.
+
 salt-ssh puts the whole call (arguments base64-encoded again) into one ssh
 argument, which Linux caps at 128 KiB: ``MAX_INLINE`` keeps well below.
 """
@@ -26,6 +31,7 @@ def build_argv(conf, targets, fun, args=(), kwargs=None):
         "--saltfile", conf["saltfile"],
         "--out", "json", "--static",
         "-l", "warning",
+        "--key-deploy",
     ]
     argv += ["-L", ",".join(targets)] if len(targets) > 1 else [targets[0]]
     argv.append(fun)
@@ -104,7 +110,9 @@ def failure_text(fun, host, value):
     err = str(value.get("_error") or "")
     if retcode == 254 or "host key" in stderr.lower():
         return f"host key of {host} not accepted: add it to the known_hosts file (never -i)"
-    if stderr.startswith("ssh:") or "Permission denied" in stderr or "Connection refused" in stderr:
+    if err == "Permission denied":
+        return f"{fun} on {host}: permission denied (ssh login or a command on the worker): {_last_line(stderr)}"
+    if stderr.startswith("ssh:") or "Connection refused" in stderr:
         return f"ssh to {host} failed: {_last_line(stderr)}"
     if "Passed invalid arguments:" in stderr:
         text = stderr.split("Passed invalid arguments:", 1)[1].split("\n\nUsage", 1)[0]
