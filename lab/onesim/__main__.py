@@ -95,6 +95,8 @@ def build_parser():
     p.add_argument("--vg", default="vg_cloudstorage", help="the shared VG the checker inspects")
     p.add_argument("--tm-mad", default="gfs2clvm")
     p.add_argument("--fe-host", default=None, help="oned's hostname (default: this host's name)")
+    p.add_argument("--ds-location", default="/var/lib/one//datastores",
+                   help="oned's DATASTORE_LOCATION (default: oned's own default, with its double slash)")
     p.add_argument("--system-ds", type=int, default=0)
     p.add_argument("--image-ds", type=int, default=1)
     p.add_argument("--first-vm-id", type=int, default=0)
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
     if args.list or args.dry_run:
         oned = Oned(DryRunDriver(), NullHypervisor(), hosts=["node1", "node2"], fe_host=args.fe_host or "fe",
                     fe_dir=work / "fe", system_ds=args.system_ds, image_ds=args.image_ds, tm_mad=args.tm_mad,
-                    ds_mad=args.tm_mad, first_vm_id=args.first_vm_id)
+                    ds_mad=args.tm_mad, first_vm_id=args.first_vm_id, ds_location=args.ds_location)
         matrix = Matrix(oned, ["node1", "node2"], work, seed=1)
         if args.list:
             for step in matrix.select(steps):
@@ -139,7 +141,7 @@ def main(argv=None) -> int:
     hv = SshHypervisor(transport)
     oned = Oned(driver, hv, hosts=nodes, fe_host=args.fe_host, fe_dir=work / "fe", system_ds=args.system_ds,
                 image_ds=args.image_ds, tm_mad=args.tm_mad, ds_mad=args.tm_mad, first_vm_id=args.first_vm_id,
-                image_ds_template=image_ds_template(nodes, work))
+                image_ds_template=image_ds_template(nodes, work), ds_location=args.ds_location)
     hv.oned = oned
     checker = None if args.no_check else LabChecker(transport, oned, vg=args.vg)
     if checker is not None:
