@@ -206,13 +206,13 @@ def test_context_iso_builds_an_iso_on_disk(synced, salt_cli, mm_minion, mm_pilla
     assert os.stat(path).st_uid == mm_user.pw_uid
 
 
-def test_link_outside_the_mountpoint_is_refused(synced, salt_cli, mm_minion, mm_base):
+def test_link_outside_the_mountpoint_is_refused(synced, salt_cli, mm_minion, mm_base, mm_pillar):
     ret = salt_cli.run(
         "gfs2clvm.link", "/etc/hostname", str(mm_base / "elsewhere" / "disk.0"), minion_tgt=mm_minion.id
     )
     assert ret.returncode != 0
     text = json.dumps(ret.data) if not isinstance(ret.data, str) else ret.data
-    assert "not under the mountpoint" in text, ret
+    assert f"target /etc/hostname is not under the mountpoint {mm_pillar['mountpoint']}" in text, ret
     assert "Traceback" not in text
     assert not (mm_base / "elsewhere").exists()
 

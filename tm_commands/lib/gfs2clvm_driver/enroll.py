@@ -139,24 +139,22 @@ class Setup:
         """The account salt-ssh must run as, or None for the current one.
 
         Run as root, salt-ssh would leave root-owned files in the cache dir the
-        driver (oneadmin) uses later.  So when root enrols and the cache dir (or
-        the master's root_dir) belongs to another user, salt-ssh runs as that user.
+        driver (oneadmin) uses later.  So when root enrols, salt-ssh runs as the
+        owner of the master's ``cachedir`` (or of its nearest existing parent,
+        e.g. oneadmin's home before the first call), unless that is root.
         """
         if os.geteuid() != 0:
             return None
-        root_dir = str(self.master.get("root_dir") or "/")
-        for path in (self.cachedir, root_dir):
-            try:
-                uid = os.stat(path).st_uid
-            except OSError:
-                continue
-            if uid == 0:
-                return None
-            try:
-                return pwd.getpwuid(uid)
-            except KeyError:
-                raise DriverError(f"{path} belongs to uid {uid}, which has no account") from None
-        return None
+        path = os.path.abspath(self.cachedir)
+        while not os.path.exists(path) and path != os.path.dirname(path):
+            path = os.path.dirname(path)
+        uid = os.stat(path).st_uid
+        if uid == 0:
+            return None
+        try:
+            return pwd.getpwuid(uid)
+        except KeyError:
+            raise DriverError(f"{path} belongs to uid {uid}, which has no account: cannot run salt-ssh as it") from None
 
     def read_roster(self):
         """``(raw bytes or None, entries dict)`` of the roster."""
@@ -356,6 +354,9 @@ def _run(argv, timeout, stdin="", as_user=None):
         )
     except FileNotFoundError:
         raise DriverError(f"{argv[0]} not found") from None
+    except OSError as err:
+        who = f" as {as_user.pw_name}" if as_user is not None else ""
+        raise DriverError(f"cannot run {argv[0]}{who}: {err.strerror}") from None
     except subprocess.TimeoutExpired:
         raise DriverError(f"{os.path.basename(argv[0])}: no answer in {timeout} s") from None
 
@@ -591,4 +592,7 @@ def main(argv=None, out=print, run=_run):
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("ERROR: interrupted\n")
+        return 1
+    except Exception as err:  # noqa: BLE001 -- one line, never a traceback
+        sys.stderr.write(f"ERROR: internal error: {type(err).__name__}: {one_line(err)}\n")
         return 1

@@ -226,3 +226,4 @@ def test_a_changed_host_key_is_refused(enroll):
     )
     assert enroll.roster.read_bytes() == before
     assert enroll.known_hosts.read_text() == f"{name} ssh-ed25519 {other}\n"
+

@@ -31,12 +31,14 @@ class FakeRunner:
 
     def __init__(self):
         self.calls = []
+        self.as_users = []
         self.keyscan = None  # stdout of ssh-keyscan (default: one ed25519 key for the name asked)
         self.salt = {"test.ping": True, "gfs2clvm.check": {"ok": True, "checks": {"vg": {"ok": True, "detail": "fine"}}}}
         self.salt_raw = {}  # fun -> raw stdout
 
-    def __call__(self, argv, timeout, stdin=""):
+    def __call__(self, argv, timeout, stdin="", as_user=None):
         self.calls.append((list(argv), stdin))
+        self.as_users.append(as_user)
         if argv[0] == "ssh-keyscan":
             if self.keyscan is not None:
                 return Proc(self.keyscan)
@@ -63,7 +65,8 @@ def env(tmp_path, monkeypatch):
     etc.mkdir()
     (etc / "master").write_text(
         yaml.safe_dump({"roster_file": str(etc / "roster"), "known_hosts_file": str(tmp_path / "known_hosts"),
-                        "ssh_priv": "/var/lib/one/.ssh/id_ed25519"})
+                        "ssh_priv": "/var/lib/one/.ssh/id_ed25519", "root_dir": str(tmp_path / "state"),
+                        "cachedir": str(tmp_path / "state" / "cache")})
     )
     (tmp_path / "Saltfile").write_text(yaml.safe_dump({"salt-ssh": {"config_dir": str(etc)}}))
     conf = tmp_path / "gfs2clvm.conf"
@@ -370,3 +373,78 @@ def test_tool_runs_from_the_checkout():
     proc = subprocess.run([sys.executable, str(REPO / "tm_commands" / "bin" / "gfs2clvm-host"), "--help"],
                           capture_output=True, text=True, cwd="/")
     assert proc.returncode == 0 and "add,remove,list" in proc.stdout
+
+
+# ---------------------------------------------------------------- who runs salt-ssh
+def test_salt_ssh_runs_as_the_owner_of_the_salt_cache_when_root_enrols(env, monkeypatch):
+    import os
+    import pwd
+
+    cache = env.root / "state" / "cache"
+    cache.mkdir(parents=True)
+    nobody = pwd.getpwnam("nobody")
+    if os.geteuid() == 0:
+        os.chown(cache, nobody.pw_uid, nobody.pw_gid)
+        owner = nobody
+    else:
+        owner = pwd.getpwuid(os.geteuid())
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 0)
+    assert env.main("add", "n1") == 0
+    salt_users = [u for (argv, _), u in zip(env.runner.calls, env.runner.as_users) if argv[0].endswith("salt-ssh")]
+    assert [u.pw_uid for u in salt_users] == [owner.pw_uid, owner.pw_uid]
+    # ssh-keyscan and ssh-keygen need no other user
+    assert all(u is None for (argv, _), u in zip(env.runner.calls, env.runner.as_users) if not argv[0].endswith("salt-ssh"))
+
+
+def test_before_the_first_call_the_cache_parent_decides(env, monkeypatch):
+    import os
+    import pwd
+
+    state = env.root / "state"  # cachedir state/cache does not exist yet
+    state.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    if os.geteuid() == 0:
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        owner = nobody
+    else:
+        owner = pwd.getpwuid(os.geteuid())
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 0)
+    assert env.main("add", "n1") == 0
+    assert {u.pw_uid for u in env.runner.as_users if u is not None} == {owner.pw_uid}
+
+
+def test_salt_ssh_runs_as_the_caller_otherwise(env, monkeypatch):
+    (env.root / "state" / "cache").mkdir(parents=True)
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 1000)  # not root: never switch
+    assert env.main("add", "n1") == 0
+    assert env.runner.as_users and all(u is None for u in env.runner.as_users)
+
+
+def test_salt_ssh_runs_as_root_when_root_owns_the_cache(env, monkeypatch):
+    master = env.root / "etc" / "master"
+    data = yaml.safe_load(master.read_text())
+    data["cachedir"] = "/"  # owned by root on every system
+    master.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 0)
+    assert env.main("add", "n1") == 0
+    assert env.runner.as_users and all(u is None for u in env.runner.as_users)
+
+
+def test_runner_errors_are_one_line(tmp_path):
+    with pytest.raises(enroll.DriverError, match=r"^/nonexistent/salt-ssh not found$"):
+        enroll._run(["/nonexistent/salt-ssh"], 5)
+    script = tmp_path / "salt-ssh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)  # not executable
+    with pytest.raises(enroll.DriverError, match=rf"^cannot run {script}: Permission denied$"):
+        enroll._run([str(script)], 5)
+
+
+def test_unexpected_errors_are_one_line_not_a_traceback(env, capsys, monkeypatch):
+    def boom(*args, **kwargs):
+        raise ValueError("bad\nthing")
+
+    monkeypatch.setattr(enroll, "keyscan", boom)
+    assert env.main("add", "n1") == 1
+    assert err_line(capsys) == "internal error: ValueError: bad thing"
+    assert not env.roster.exists()
