@@ -25,7 +25,7 @@ class RenderError(Exception):
     pass
 
 
-def _write_config(tmp, os_family, minion_id, pillar, example):
+def _write_config(tmp, os_family, minion_id, pillar, example, grains=None):
     pillar_dir = tmp / "pillar"
     pillar_dir.mkdir()
     tops = []
@@ -53,17 +53,18 @@ def _write_config(tmp, os_family, minion_id, pillar, example):
                                       r"\.egg-info(/|$)", r"__pycache__"],
                 "pillar_roots": {"base": [str(pillar_dir)]},
                 "pillar_source_merging_strategy": "recurse",
-                "grains": {"os_family": os_family, "id": minion_id},
+                "grains": {"os_family": os_family, "id": minion_id, **(grains or {})},
             }
         )
     )
     return conf
 
 
-def salt_call(*fun_args, os_family="Debian", minion_id="node1", pillar=None, example=True, timeout=300):
+def salt_call(*fun_args, os_family="Debian", minion_id="node1", pillar=None, example=True, grains=None,
+              timeout=300):
     """(returncode, parsed 'local' return or None, raw output) of salt-call --local."""
     with tempfile.TemporaryDirectory(prefix="gfs2clvm-render-") as tmp:
-        conf = _write_config(Path(tmp), os_family, minion_id, pillar, example)
+        conf = _write_config(Path(tmp), os_family, minion_id, pillar, example, grains)
         proc = subprocess.run(
             [SALT_CALL, "--local", "-c", str(conf), "--out=json", "--retcode-passthrough", *fun_args],
             capture_output=True,
@@ -78,10 +79,11 @@ def salt_call(*fun_args, os_family="Debian", minion_id="node1", pillar=None, exa
     return proc.returncode, data, proc.stdout + proc.stderr
 
 
-def show_sls(sls, os_family="Debian", minion_id="node1", pillar=None, example=True):
+def show_sls(sls, os_family="Debian", minion_id="node1", pillar=None, example=True, grains=None):
     """High data of `sls` (dict id -> state), or RenderError with Salt's messages."""
     rc, data, raw = salt_call(
-        "state.show_sls", sls, os_family=os_family, minion_id=minion_id, pillar=pillar, example=example
+        "state.show_sls", sls, os_family=os_family, minion_id=minion_id, pillar=pillar, example=example,
+        grains=grains,
     )
     if data is None:
         raise RenderError(raw)

@@ -75,6 +75,12 @@ def test_libvirt_can_be_left_alone():
 
 def test_node_found_by_hostname_when_the_roster_id_differs():
     """salt-ssh's minion id is the roster name (node2-root); the hostname is node2."""
+    high = show_sls("gfs2clvm", minion_id="node2-root", grains={"nodename": "node2"})
+    assert args(high["gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared"])["create"] is False
+    assert not [sid for sid in high if "frontend" in sid]
+
+
+def test_node_name_from_pillar():
     high = show_sls("gfs2clvm", minion_id="node2-root", pillar={"gfs2clvm": {"node_name": "node2"}})
     assert args(high["gfs2clvm-worker-storage-vg-gfs2clvm-vg_shared"])["create"] is False
     high = show_sls("gfs2clvm", minion_id="node1-root", pillar={"gfs2clvm": {"node_name": "node1"}})
