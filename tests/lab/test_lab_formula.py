@@ -5,9 +5,9 @@ cluster; a second highstate changes nothing; re-applying keeps what GFS2 holds.
 
 Which lab:
 
-* ``LAB_PROVISION=highstate``: the session lab (``lab`` fixture) was provisioned by
-  this very highstate (``lab/lab.sh provision``); its result is read back from
-  ``$LAB_DIR/highstate.json``.
+* ``LAB_PROVISION=highstate`` (in the environment, or as lab.sh's default): the
+  session lab (``lab`` fixture) was provisioned by this very highstate
+  (``lab/lab.sh provision``); its result is read back from ``$LAB_DIR/highstate.json``.
 * otherwise: this module boots its own fresh two-node lab (``LAB_FORMULA_DIR``,
   default ``<repo>/.cache/lab-formula``; ``LAB_FORMULA_PORT_BASE``, default 2231),
   provisions it with ``LAB_PROVISION=highstate lab/lab.sh provision`` and takes it
@@ -17,6 +17,7 @@ Which lab:
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -38,6 +39,15 @@ def _lab_class():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.Lab, module.LabError
+
+
+def provisioned_by_highstate():
+    """LAB_PROVISION as lab/lab.sh will see it (environment, else its default)."""
+    how = os.environ.get("LAB_PROVISION")
+    if not how:
+        found = re.search(r"LAB_PROVISION:-(\w+)", (REPO / "lab" / "lab.sh").read_text())
+        how = found.group(1) if found else "bootstrap"
+    return how == "highstate"
 
 
 def parse_highstate(text):
@@ -83,9 +93,13 @@ def changed(results):
 @pytest.fixture(scope="module")
 def flab(request):
     """(lab handle, first highstate's results) of a lab provisioned by the highstate."""
-    if os.environ.get("LAB_PROVISION") == "highstate":
+    if provisioned_by_highstate():
         lab = request.getfixturevalue("lab")
-        return lab, parse_highstate((lab.dir / "highstate.json").read_text())
+        result, booted = lab.dir / "highstate.json", lab.dir / "vms" / "node1.pid"
+        if not result.exists() or result.stat().st_mtime < booted.stat().st_mtime:
+            pytest.fail(f"the session lab was not provisioned by the highstate since it booted ({result})",
+                        pytrace=False)
+        return lab, parse_highstate(result.read_text())
     lab_cls, lab_error = _lab_class()
     env = dict(os.environ)
     env["LAB_DIR"] = env.get("LAB_FORMULA_DIR", str(REPO / ".cache" / "lab-formula"))
