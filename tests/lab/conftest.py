@@ -135,10 +135,7 @@ class Lab:
         proc = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=self.dir
         )
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError:
-            data = None
+        data = _parse_json_stream(proc.stdout)
         if isinstance(data, dict) and isinstance(target, str) and target in data:
             data = data[target]
         return proc.returncode, data, proc.stderr
@@ -156,6 +153,32 @@ class Lab:
             if proc.returncode != 0:
                 return False
         return True
+
+
+def _parse_json_stream(text):
+    """salt-ssh ``--out json`` prints one JSON document per target: merge them into one
+    dict (a single non-dict document is returned as is); None if it is not JSON."""
+    decoder = json.JSONDecoder()
+    docs, pos, text = [], 0, text.strip()
+    while pos < len(text):
+        try:
+            doc, end = decoder.raw_decode(text, pos)
+        except ValueError:
+            return None
+        docs.append(doc)
+        pos = end
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    if not docs:
+        return None
+    if len(docs) == 1:
+        return docs[0]
+    if not all(isinstance(doc, dict) for doc in docs):
+        return None
+    merged = {}
+    for doc in docs:
+        merged.update(doc)
+    return merged
 
 
 def _lab_env():
