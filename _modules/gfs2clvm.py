@@ -573,9 +573,8 @@ def _mount_check(conf):
         raise CommandExecutionError(f"cannot read {MOUNTINFO}: {err.strerror}") from err
     if fstype is None or (conf["mount_check"] == "gfs2" and fstype != "gfs2"):
         found = f"a {fstype} mount" if fstype else "not a mount point"
-        raise CommandExecutionError(
-            f"{conf['mountpoint']} is {found}, not a mounted {'gfs2 file system' if conf['mount_check'] == 'gfs2' else 'file system'}: refusing to write there"
-        )
+        wanted = "gfs2 file system" if conf["mount_check"] == "gfs2" else "file system"
+        raise CommandExecutionError(f"{conf['mountpoint']} is {found}, not a mounted {wanted}: refusing to write there")
 
 
 def _owner_ids(conf, user=None, group=None):
@@ -676,7 +675,8 @@ def lv_create(name, size_mb=None, vg=None, thin=None, zero=None):
     if _lv_get(conf, vg, name):
         raise CommandExecutionError(f"logical volume {vg}/{name} already exists")
     if thin:
-        argv = _lvm(conf, "lvcreate", "--yes", "-W", "y", "-n", name, "-V", f"{size}m", "--thin", f"{vg}/{conf['thin_pool']}")
+        pool = f"{vg}/{conf['thin_pool']}"
+        argv = _lvm(conf, "lvcreate", "--yes", "-W", "y", "-n", name, "-V", f"{size}m", "--thin", pool)
     else:
         argv = _lvm(conf, "lvcreate", "--yes", "-W", "y", "-Z", "y", "-n", name, "-L", f"{size}m", vg)
     _run(argv)
@@ -1170,7 +1170,9 @@ def _copy_local(copier, writer, src, sparse):
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
         if writer.capacity is not None and writer.capacity < size:
-            raise CommandExecutionError(f"destination {writer.path} ({writer.capacity} bytes) is smaller than {src} ({size} bytes)")
+            raise CommandExecutionError(
+                f"destination {writer.path} ({writer.capacity} bytes) is smaller than {src} ({size} bytes)"
+            )
         extents = _extents(fd, size) if sparse else [(0, size)]
         copier.from_fd(fd, size, extents)
     finally:
@@ -1406,7 +1408,8 @@ def _vm_dirs(conf, vmid):
     root = f"{conf['mountpoint']}/datastores"
     found = []
     for path in sorted(glob.glob(f"{root}/*/{vmid}")):
-        if re.match(r"^\d+$", os.path.basename(os.path.dirname(path))) and os.path.isdir(path) and not os.path.islink(path):
+        numbered = re.match(r"^\d+$", os.path.basename(os.path.dirname(path)))
+        if numbered and os.path.isdir(path) and not os.path.islink(path):
             found.append(path)
     return found
 
@@ -1418,7 +1421,8 @@ def _links(directory):
         if os.path.islink(path):
             target = os.readlink(path)
             device = _lv_device(os.path.normpath(target)) if target.startswith("/") else None
-            out.append({"path": path, "target": target, "lv": device[1] if device else None, "exists": os.path.exists(path)})
+            lv = device[1] if device else None
+            out.append({"path": path, "target": target, "lv": lv, "exists": os.path.exists(path)})
     return out
 
 
@@ -1662,7 +1666,8 @@ def _check_vg(conf):
     row = _vgs(conf, conf["vg"])
     if row.get("vg_shared") != "shared":
         return False, f"volume group {conf['vg']} exists but is not shared (vgcreate --shared / vgchange --locktype)"
-    return True, f"{conf['vg']}: {_mb(row['vg_size'])} MiB, {_mb(row['vg_free'])} MiB free, lock type {row.get('vg_lock_type')}"
+    size, free = _mb(row["vg_size"]), _mb(row["vg_free"])
+    return True, f"{conf['vg']}: {size} MiB, {free} MiB free, lock type {row.get('vg_lock_type')}"
 
 
 def _check_thin_pool(conf):
