@@ -272,8 +272,9 @@ def run(matrix: Matrix, steps=None, checker=None, final_check=None, out=None, ve
             problems.append(str(err))
         except Exception as err:  # the simulator or the hypervisor side
             problems.append(f"{type(err).__name__}: {err}")
-            if verbose:
-                problems.append(traceback.format_exc().strip().splitlines()[-2])
+            if verbose and not isinstance(err, RuntimeError):
+                frame = traceback.extract_tb(err.__traceback__)[-1]
+                problems.append(f"(raised at {os.path.basename(frame.filename)}:{frame.lineno})")
         calls = driver.calls[mark:]
         if checker is not None:
             try:
