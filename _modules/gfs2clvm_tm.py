@@ -118,9 +118,12 @@ def _vm_path(conf, path, vmid, diskid=None, disk=None):
     match = RE_DISK.match(os.path.basename(path))
     vmdir = os.path.dirname(path) if match else path
     found = int(match.group(1)) if match else None
-    parts = vmdir.split("/")
-    owner = parts[-1] if parts[-1] != "images" else parts[-2]
-    if owner != str(vmid):
+    rel = os.path.relpath(vmdir, conf["mountpoint"]).split("/")
+    # exactly <mp>/datastores/<dsid>/<vmid> or (3.2) <mp>/<vmid>/images: never a
+    # datastore directory, whose last component may equal the VM id too
+    modern = len(rel) == 3 and rel[0] == "datastores" and rel[1].isdigit() and rel[2] == str(vmid)
+    legacy = len(rel) == 2 and rel[0] == str(vmid) and rel[1] == "images"
+    if not (modern or legacy):
         raise SaltInvocationError(f"{path} is not in the directory of VM {vmid}")
     if disk is True and found is None:
         raise SaltInvocationError(f"{path} does not name a disk (disk.N)")

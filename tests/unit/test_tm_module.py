@@ -647,3 +647,13 @@ def test_monitor_reports_vm_disks(world):
     world.add(IMG)
     ret = tm.monitor(0)
     assert ret == {"used_mb": 300, "free_mb": 700, "total_mb": 1000, "vms": {"42": {"0": 2048}, "7": {"3": 10}}}
+
+
+@pytest.mark.parametrize("path", ["{mnt}/datastores/0", "{mnt}/datastores", "{mnt}/0", "{mnt}/x/0/0",
+                                  "{mnt}/datastores/0/0/0", "{mnt}/datastores/x/0", "{mnt}/0/images/x/disk.0",
+                                  "{mnt}/datastores/0/disk.0"])
+def test_only_the_exact_vm_layouts_are_a_vm_directory(world, mnt, path):
+    """VM 0 of system datastore 0: '<mp>/datastores/0' ends in '0' but is the datastore."""
+    with pytest.raises(SaltInvocationError, match="not in the directory of VM 0"):
+        tm.delete(path.format(mnt=mnt), 0)
+    assert world.calls == []
