@@ -162,13 +162,24 @@ def test_mv_and_migrate_to_the_same_host_do_nothing(fakes):
     assert fakes.calls() == []
 
 
-def test_delete_on_the_front_end_runs_on_a_bridge_host(fakes):
+def test_a_stopped_vms_disks_are_handled_on_a_worker(fakes):
+    """A stopped VM's actions name the front-end; its LVs are in the shared VG: any worker."""
     rc, _, err = fakes.run("tm", "delete", f"fe:{D42}", 42, 0)
-    assert rc == 0 and err.startswith("INFO:") and fakes.calls() == []
-    fakes.write_conf(bridge_list=["node2"])
-    rc, _, err = fakes.run("tm", "delete", f"fe:{D42}", 42, 0)
+    assert (rc, err) == (1, "ERROR: fe is the front-end: set bridge_list (no worker found in the salt-ssh roster)\n")
+    cfg = fakes.tmp / "salt"
+    cfg.mkdir()
+    (cfg / "master").write_text(f"roster_file: {cfg / 'nodes'}\n")
+    (cfg / "nodes").write_text("nodeB: {host: 10.0.0.2}\nnodeA: {host: 10.0.0.1}\n")
+    (fakes.tmp / "Saltfile").write_text(f"salt-ssh: {{config_dir: {cfg}}}\n")
+    rc, _, err = fakes.run("tm", "cpds", f"fe:{D42}/disk.0", f"/dev/{VG}/{IMG}", -1, 42, 1)
     assert rc == 0, err
-    assert fakes.only_call()[:2] == (["node2"], "gfs2clvm_tm.delete")
+    assert fakes.calls()[-1][8:10] == ["nodeA", "gfs2clvm_tm.cpds"]
+    fakes.write_conf(bridge_list=["node2"])
+    for action, argv in (("delete", [f"fe:{D42}", 42, 0]),
+                         ("mvds", [f"fe:{D42}/disk.1", f"/dev/{VG}/{IMG}", 42, 1])):
+        rc, _, err = fakes.run("tm", action, *argv)
+        assert rc == 0, err
+        assert fakes.calls()[-1][8:10] == ["node2", f"gfs2clvm_tm.{action}"]
 
 
 def test_monitor_prints_what_oned_parses(fakes):

@@ -63,6 +63,37 @@ class Config:
             return set(hosts)
         return {socket.gethostname(), socket.getfqdn()}
 
+    def roster_hosts(self):
+        """Host ids of the driver's salt-ssh roster (Saltfile -> config_dir -> roster)."""
+        import yaml
+
+        try:
+            with open(self._values["saltfile"], encoding="utf-8") as handle:
+                saltfile = yaml.safe_load(handle) or {}
+            config_dir = saltfile["salt-ssh"]["config_dir"]
+            master_path = os.path.join(config_dir, "master")
+            master = {}
+            if os.path.exists(master_path):
+                with open(master_path, encoding="utf-8") as handle:
+                    master = yaml.safe_load(handle) or {}
+            with open(master.get("roster_file") or os.path.join(config_dir, "roster"), encoding="utf-8") as handle:
+                roster = yaml.safe_load(handle) or {}
+        except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+            return []
+        return sorted(str(h) for h in roster) if isinstance(roster, dict) else []
+
+    def worker_for(self, host):
+        """``host`` itself, or -- when it is the front-end (a stopped VM's disks) -- a
+        worker: the first of ``bridge_list``, else the first host of the roster."""
+        if host not in self.frontend_hosts:
+            return host
+        workers = self._values.get("bridge_list") or self.roster_hosts()
+        if not workers:
+            raise DriverError(
+                f"{host} is the front-end: set bridge_list (no worker found in the salt-ssh roster)"
+            )
+        return workers[0]
+
     def for_ds(self, dsid):
         """A Config with the overrides of datastore ``dsid`` applied."""
         overrides = (self._values.get("datastores") or {}).get(str(dsid)) or (

@@ -195,7 +195,7 @@ def mvds(argv, conf=None):
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     src = Location(src, "source").check_vm(vmid, conf.datastores_dir, disk=True)
-    salt_ssh(src.host, "gfs2clvm_tm.mvds", src.path, _image_target(dst), vmid, vg=conf["vg"], conf=conf)
+    salt_ssh(conf.worker_for(src.host), "gfs2clvm_tm.mvds", src.path, _image_target(dst), vmid, vg=conf["vg"], conf=conf)
 
 
 def cpds(argv, conf=None):
@@ -207,23 +207,17 @@ def cpds(argv, conf=None):
     conf = _load(conf, dsid)
     src = Location(src, "source").check_vm(vmid, conf.datastores_dir, disk=True)
     snapid = None if str(snapid) == "-1" else validate.ident(snapid, "snapshot id")
-    salt_ssh(src.host, "gfs2clvm_tm.cpds", src.path, _image_target(dst), vmid,
+    salt_ssh(conf.worker_for(src.host), "gfs2clvm_tm.cpds", src.path, _image_target(dst), vmid,
              snapid=snapid, vg=conf["vg"], conf=conf)
 
 
 def delete(argv, conf=None):
-    """delete host:<vmdir>[/disk.i] vmid dsid"""
+    """delete host:<vmdir>[/disk.i] vmid dsid (front-end: a stopped VM, run on a worker)"""
     path, vmid, dsid = validate.argc(argv, 3, usage="delete host:dir[/disk.i] vmid dsid")
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(path, "path").check_vm(vmid, conf.datastores_dir)
-    host = loc.host
-    if host in conf.frontend_hosts:
-        if not conf["bridge_list"]:
-            info(f"delete: {host} is the front-end and no bridge_list is configured; nothing to do")
-            return
-        host = conf["bridge_list"][0]
-    salt_ssh(host, "gfs2clvm_tm.delete", loc.path, vmid, vg=conf["vg"], conf=conf)
+    salt_ssh(conf.worker_for(loc.host), "gfs2clvm_tm.delete", loc.path, vmid, vg=conf["vg"], conf=conf)
 
 
 def resize(argv, conf=None):
@@ -233,7 +227,7 @@ def resize(argv, conf=None):
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(path, "path").check_vm(vmid, conf.datastores_dir, disk=True)
-    salt_ssh(loc.host, "gfs2clvm_tm.resize", loc.path, size, vmid=vmid, vg=conf["vg"], conf=conf)
+    salt_ssh(conf.worker_for(loc.host), "gfs2clvm_tm.resize", loc.path, size, vmid=vmid, vg=conf["vg"], conf=conf)
 
 
 def _snap(action, argv, conf):
@@ -242,7 +236,7 @@ def _snap(action, argv, conf):
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(path, "path").check_vm(vmid, conf.datastores_dir, disk=True)
-    salt_ssh(loc.host, f"gfs2clvm_tm.{action}", loc.path, snapid, vmid=vmid, vg=conf["vg"], conf=conf)
+    salt_ssh(conf.worker_for(loc.host), f"gfs2clvm_tm.{action}", loc.path, snapid, vmid=vmid, vg=conf["vg"], conf=conf)
 
 
 def snap_create(argv, conf=None):

@@ -1,0 +1,409 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The driver's one salt-ssh call, run inside this process (a drop-in for ``subprocess.run``).
+
+``run(argv)`` takes the exact argv ``saltssh.build_argv()`` builds
+(``<salt-ssh> --saltfile F --out json --static ... target fun args``) and returns
+``(returncode, stdout, stderr)`` as ``subprocess.run(argv, capture_output=True,
+text=True, stdin=DEVNULL)`` would -- but instead of starting the ``salt-ssh``
+script it runs Salt's own CLI code (``salt.cli.ssh.SaltSSH`` option parser +
+``salt.client.ssh.SSH``) here, when that script belongs to this Python.  Three
+things make the call cheaper, none of them changes what Salt does:
+
+* no second Python start-up and Salt import (the driver process is already running);
+* Salt's fixed waits: ``salt.utils.vt.Terminal.close``/``terminate`` sleep 0.1 s per
+  step for the ssh child to exit, ``SSH.handle_ssh`` polls its per-host process
+  every 0.1 s and ``Shell._run_nb_cmd`` every 0.1 s.  For the duration of the call
+  the ``time`` name in those three modules is a wrapper whose ``sleep(s)`` of
+  ``s >= 0.05`` returns as soon as a child process of the sleeper has exited
+  (``waitid(..., WNOWAIT)``: nothing is reaped, Salt still sees the child) and
+  otherwise after ``s`` -- so Salt waits exactly as long as it needs to, and its
+  ssh child is never signalled earlier than before (a plain ``min(s, 0.005)``
+  could SIGHUP an ssh still exiting and turn a success into exit 129).  Shorter
+  sleeps (the 0.01 s read poll) are untouched;
+* ssh multiplexing: unless the roster entry or the master config already sets
+  ``ssh_options`` with a ``ControlPath``, the call adds ``ControlMaster=auto``,
+  ``ControlPath=<private dir>/%C`` and ``ControlPersist=60``: the next action to
+  the same worker within a minute skips the ssh handshake.  The directory is
+  ``$GFS2CLVM_SSH_CM_DIR`` or ``<tmp>/gfs2clvm-cm-<uid>``, created 0700 and
+  refused unless it is a real directory owned by this user and closed to others.
+
+Everything is scoped to the call: file descriptors 0/1/2, ``sys.std*``, the three
+``time`` names, the root logger, Salt's logging set-up, ``sys.excepthook``, the
+SIGINT/SIGTERM handlers, the umask, the working directory and the environment
+are restored afterwards, so a process can make many calls.
+
+The subprocess is used instead when Salt is not importable here, when ``argv[0]``
+is not a ``salt-ssh`` script of this Python (its ``#!`` interpreter lives in
+another prefix: another Salt), or when ``GFS2CLVM_TRANSPORT=subprocess``.
+``python -m gfs2clvm_driver.transport <argv...>`` runs one call and exits with its
+code (used by bench/run.py).
+"""
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time as _time
+
+MIN_FAST = 0.05  # sleeps at least this long wake early when a child exits
+STEP = 0.005  # poll step of those sleeps
+CM_PERSIST = 60
+ENV_MODE = "GFS2CLVM_TRANSPORT"  # "subprocess" forces the subprocess, "inprocess" forbids it
+ENV_CM_DIR = "GFS2CLVM_SSH_CM_DIR"
+PATCHED_MODULES = ("salt.utils.vt", "salt.client.ssh", "salt.client.ssh.shell")
+
+
+class TransportError(RuntimeError):
+    """The in-process call could not be set up (GFS2CLVM_TRANSPORT=inprocess)."""
+
+
+# --------------------------------------------------------------------------
+# the time wrapper
+# --------------------------------------------------------------------------
+def _child_exited():
+    """True when a child of this process has exited and is not reaped yet (or none is left)."""
+    try:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True  # no child at all: nothing to wait for
+    except OSError as err:  # pragma: no cover - EINTR and friends
+        return err.errno != errno.EINTR and False
+    return info is not None
+
+
+class FastTime:
+    """Stands in for the ``time`` module; ``sleep`` wakes up when a child exits."""
+
+    def __init__(self, real=_time, min_fast=MIN_FAST, step=STEP):
+        self._real, self._min_fast, self._step = real, min_fast, step
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def sleep(self, seconds):
+        if seconds < self._min_fast:
+            self._real.sleep(seconds)
+            return
+        deadline = self._real.monotonic() + seconds
+        while True:
+            left = deadline - self._real.monotonic()
+            if left <= 0:
+                return
+            self._real.sleep(min(self._step, left))
+            if _child_exited():
+                return
+
+
+@contextlib.contextmanager
+def fast_sleeps(modules=PATCHED_MODULES):
+    """Within the block, the ``time`` name of ``modules`` is a ``FastTime``."""
+    saved = []
+    fast = FastTime()
+    try:
+        for name in modules:
+            mod = sys.modules.get(name)
+            if mod is not None and hasattr(mod, "time"):
+                saved.append((mod, mod.time))
+                mod.time = fast
+        yield fast
+    finally:
+        for mod, orig in reversed(saved):
+            mod.time = orig
+
+
+# --------------------------------------------------------------------------
+# ssh multiplexing
+# --------------------------------------------------------------------------
+def control_dir():
+    """The private ControlPath directory (created 0700; refused when unsafe)."""
+    path = os.environ.get(ENV_CM_DIR) or os.path.join(tempfile.gettempdir(), f"gfs2clvm-cm-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise TransportError(f"ssh control directory {path} must be a directory of uid {os.getuid()} with mode 0700")
+    return path
+
+
+def mux_options(existing):
+    """ssh ``-o`` options for multiplexing, unless ``existing`` already multiplexes."""
+    keys = {str(opt).split("=", 1)[0].strip().lower() for opt in existing or ()}
+    if keys & {"controlmaster", "controlpath", "controlpersist"}:
+        return []
+    return ["ControlMaster=auto", f"ControlPath={control_dir()}/%C", f"ControlPersist={CM_PERSIST}"]
+
+
+# --------------------------------------------------------------------------
+# deciding
+# --------------------------------------------------------------------------
+def _interpreter(script):
+    """The interpreter path of a ``#!`` script (``env`` resolved), or None."""
+    try:
+        with open(script, "rb") as handle:
+            line = handle.readline(512)
+    except OSError:
+        return None
+    if not line.startswith(b"#!"):
+        return None
+    words = line[2:].decode(errors="replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+        return shutil.which(words[0]) if words else None
+    return words[0]
+
+
+def _same_prefix(interp):
+    """Is ``interp`` this Python (same venv/prefix, so the same Salt)?"""
+    if not interp:
+        return False
+    prefix = os.path.dirname(os.path.dirname(os.path.abspath(interp)))
+    return os.path.realpath(prefix) == os.path.realpath(sys.prefix)
+
+
+def in_process_possible(argv):
+    """(True, "") when ``argv`` can run here, else (False, why)."""
+    mode = os.environ.get(ENV_MODE, "auto")
+    if mode == "subprocess":
+        return False, f"{ENV_MODE}=subprocess"
+    if not argv or os.path.basename(argv[0]) != "salt-ssh":
+        return False, "not a salt-ssh command"
+    if not _same_prefix(_interpreter(argv[0])):
+        return False, f"{argv[0]} runs another Python than {sys.executable}"
+    try:
+        import salt.cli.ssh  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
+        import salt.client.ssh  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
+    except Exception as err:  # noqa: BLE001 -- any import failure means: use the subprocess
+        return False, f"salt not importable: {err}"
+    return True, ""
+
+
+# --------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------
+def run(argv, timeout=None, multiplex=True):
+    """One salt-ssh call; returns ``(returncode, stdout, stderr)``.
+
+    Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds and
+    ``FileNotFoundError`` when the salt-ssh of ``argv[0]`` does not exist, like
+    ``subprocess.run``.
+    """
+    argv = [str(a) for a in argv]
+    possible, why = in_process_possible(argv)
+    if not possible:
+        if os.environ.get(ENV_MODE) == "inprocess":
+            raise TransportError(f"in-process salt-ssh impossible: {why}")
+        return run_subprocess(argv, timeout)
+    return run_in_process(argv, timeout, multiplex)
+
+
+def run_subprocess(argv, timeout=None):
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_in_process(argv, timeout=None, multiplex=True):
+    with _captured() as out, _restored_state(), fast_sleeps():
+        watchdog = _Watchdog(timeout)
+        try:
+            code = _salt_ssh_main(argv[1:], multiplex)
+        finally:
+            watchdog.cancel()
+    stdout, stderr = out
+    if watchdog.fired:
+        raise subprocess.TimeoutExpired(argv, timeout, output=stdout, stderr=stderr)
+    return code, stdout, stderr
+
+
+def _salt_ssh_main(args, multiplex):
+    """What the ``salt-ssh`` script does (salt.scripts.salt_ssh), returning the exit code."""
+    import salt.cli.ssh  # pylint: disable=import-outside-toplevel
+    import salt.client.ssh  # pylint: disable=import-outside-toplevel
+    from salt.exceptions import SaltClientError  # pylint: disable=import-outside-toplevel
+
+    client = None
+    try:
+        client = salt.cli.ssh.SaltSSH()
+        client.parse_args(args)
+        if multiplex:
+            client.config["ssh_options"] = list(client.config.get("ssh_options") or [])
+            client.config["ssh_options"] += mux_options(client.config["ssh_options"])
+        ssh = salt.client.ssh.SSH(client.config)
+        try:
+            ssh.run()
+        finally:
+            ssh.fsclient.destroy()
+    except SaltClientError as err:
+        print(str(err), file=sys.stderr, flush=True)
+        return 1
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 -- the script would print a traceback and exit 1
+        import traceback  # pylint: disable=import-outside-toplevel
+
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _exit_code(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _captured():
+    """Redirect fds 0/1/2 (and sys.std*) for the block; yields [stdout, stderr] filled at the end."""
+    result = ["", ""]
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved_fds = [os.dup(fd) for fd in (0, 1, 2)]
+    saved_std = (sys.stdin, sys.stdout, sys.stderr)
+    null = os.open(os.devnull, os.O_RDONLY)
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    try:
+        os.dup2(null, 0)
+        os.dup2(files[0].fileno(), 1)
+        os.dup2(files[1].fileno(), 2)
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 -- closed below
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False,  # noqa: SIM115
+                          buffering=1)
+        try:
+            yield result
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            for stream in (sys.stdin, sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.close()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_std
+        for fd, saved in zip((0, 1, 2), saved_fds):
+            os.dup2(saved, fd)
+            os.close(saved)
+        os.close(null)
+        for i, handle in enumerate(files):
+            handle.seek(0)
+            result[i] = handle.read().decode("utf-8", errors="replace")
+            handle.close()
+
+
+@contextlib.contextmanager
+def _restored_state():
+    """Undo what Salt's CLI set-up changes in the process (logging, hooks, signals, umask, cwd, env)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    hook = sys.excepthook
+    sigs = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    cwd = os.getcwd()
+    environ = dict(os.environ)
+    try:
+        yield
+    finally:
+        _reset_salt_logging()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        sys.excepthook = hook
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in sigs.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+        os.umask(umask)
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+        if dict(os.environ) != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+
+
+def _reset_salt_logging():
+    try:
+        import salt._logging.impl as impl  # pylint: disable=import-outside-toplevel
+    except Exception:  # noqa: BLE001
+        return
+    with contextlib.suppress(Exception):
+        impl.shutdown_logging()
+    for func, attr in ((impl.set_logging_options_dict, "__options_dict__"),
+                       (impl.set_lowest_log_level, "__log_level__")):
+        with contextlib.suppress(AttributeError):
+            delattr(func, attr)
+
+
+class _Watchdog:
+    """Kills the call's child processes (and theirs) after ``timeout`` seconds."""
+
+    def __init__(self, timeout):
+        self.fired = False
+        self._timer = None
+        if timeout:
+            self._timer = threading.Timer(timeout, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self):
+        if self._timer:
+            self._timer.cancel()
+
+    def _fire(self):
+        self.fired = True
+        for pid in _descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root):
+    """PIDs of every descendant of ``root`` (from /proc), deepest first."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return list(reversed(found))
+
+
+def main(argv=None):
+    """``python -m gfs2clvm_driver.transport <salt-ssh argv...>``: one call, its output and exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        sys.stderr.write("usage: python -m gfs2clvm_driver.transport SALT_SSH [salt-ssh args...]\n")
+        return 2
+    code, out, err = run(argv)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
