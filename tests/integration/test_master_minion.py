@@ -271,6 +271,7 @@ def test_worker_formula_in_test_mode_renders_and_reports(synced, salt_cli, mm_mi
         assert any(item.get("__sls__") == f"gfs2clvm.worker.{sls}" for item in data.values()), sls
     # test mode changed nothing on this host
     assert not (mm_base / "installed-modules").exists()
-    print("\nstate.apply gfs2clvm.worker test=True: states not True/None:")
+    counts = {str(r): sum(1 for item in data.values() if item["result"] is r) for r in (True, None, False)}
+    print(f"\nstate.apply gfs2clvm.worker test=True: {len(data)} states, results {counts}")
     for sid, comment in sorted(failed.items()):
-        print(f"  {sid}: {comment.splitlines()[0] if comment else ''}")
+        print(f"  False: {sid}: {comment.splitlines()[0] if comment else ''}")
