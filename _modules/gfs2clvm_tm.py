@@ -691,7 +691,9 @@ def cpds(src, dst, vmid, snapid=None, vg=None):
         existing = [item for item in _p("lv_list")(vg=dvg, prefix=dlv)["lvs"] if item["name"] == dlv]
         if existing:
             _p("lv_resize")(dlv, max(info["size_mb"], existing[0]["size_mb"]), vg=dvg)
-            _p("lv_activate")(dlv, vg=dvg, mode="exclusive")
+            if not existing[0]["active"]:
+                _p("lv_activate")(dlv, vg=dvg, mode="exclusive")
+                undo.add(f"deactivate {dvg}/{dlv}", _release, dvg, dlv)
         else:
             _new_lv(undo, dlv, dvg, info["size_mb"])
         activated = _use_source(lv_vg, lv, info)

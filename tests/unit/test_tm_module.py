@@ -583,6 +583,7 @@ def test_cpds_into_existing_volume_keeps_it_on_failure(world, mnt):
     with pytest.raises(CommandExecutionError):
         tm.cpds(disk(mnt, 0), f"/dev/{VG}/{IMG}", 42)
     assert IMG in world.names() and world.lvs[(VG, IMG)]["size_mb"] == 100
+    assert world.lvs[(VG, IMG)]["active"] is False  # activated for the copy, let go on failure
 
 
 def test_mvds_persistent_and_copy(world, mnt):
