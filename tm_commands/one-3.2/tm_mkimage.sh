@@ -1,11 +1,9 @@
 #!/usr/bin/env python3
 # gfs2clvm for OpenNebula 3.2: tm_mkimage.sh
 # ARGUMENTS: SIZE FSTYPE host:<VM_DIR>/<vmid>/images/disk.i
-# RETURNS: nothing on stdout; exit 0
-# Failure: exit 1 and one "ERROR MESSAGE --8<------" block on stderr.  Logic: gfs2clvm_driver.legacy.mkimage
+# RETURNS: nothing on stdout; exit 0; failure: exit 1 + one "ERROR MESSAGE --8<------" block (gfs2clvm_driver.legacy.mkimage)
 import sys
 from pathlib import Path
-
 for _up in (1, 2):  # <remotes>/tm/gfs2clvm/<action> -> <remotes>/lib; else the installed package
     _lib = Path(__file__).resolve().parents[_up] / "lib"
     if (_lib / "gfs2clvm_driver").is_dir():
