@@ -905,15 +905,16 @@ class _Writer:
     """Writes chunks at offsets to a file or block device with O_DIRECT when possible.
 
     Holes (ranges never written) read as zeros afterwards: a file destination is
-    truncated first, a device destination gets BLKZEROOUT on them unless it was
-    freshly zeroed (``zeroed``).
+    written as a new sparse file beside its final name and renamed over it when
+    complete; a device destination gets BLKZEROOUT on them unless it was freshly
+    zeroed (``zeroed``).
     """
 
     def __init__(self, path, is_device, zeroed):
         self.path, self.is_device, self.zeroed = path, is_device, zeroed
-        flags = os.O_WRONLY | os.O_CLOEXEC | (0 if is_device else os.O_CREAT | os.O_TRUNC)
-        self.fd = os.open(path, flags, 0o640)
-        self.created = not is_device
+        self.tmp = None if is_device else _temp_name(path)
+        flags = os.O_WRONLY | os.O_CLOEXEC | (0 if is_device else os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW)
+        self.fd = os.open(self.tmp or path, flags, 0o640)
         self.direct = True
         try:
             fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)
@@ -966,21 +967,38 @@ class _Writer:
 
     def finish(self, size):
         self.flush_zero()
-        if not self.is_device:
+        if self.tmp:
             os.ftruncate(self.fd, size)
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
+        if self.tmp:
+            os.replace(self.tmp, self.path)
 
     def abort(self):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        if self.created:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        if self.tmp and os.path.lexists(self.tmp):
+            os.unlink(self.tmp)
+
+
+def _temp_name(path):
+    """Where a file is built before it is renamed to ``path`` (same directory)."""
+    return f"{path}.gfs2clvm-{os.getpid()}"
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s) URLs."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # pylint: disable=too-many-arguments
+        if not re.match(r"^https?://", newurl):
+            raise urllib.error.HTTPError(newurl, code, "redirect to a non-http(s) URL refused", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _urlopen(url):
+    return urllib.request.build_opener(_HttpOnlyRedirects).open(url, timeout=60)  # nosec: validated http(s)
 
 
 def _extents(fd, size):
@@ -1145,38 +1163,41 @@ def _file_sha256(path, bs):
 def _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, want_hash, dst_zeroed):
     """Raw copy loop; returns (source bytes, bytes written, sha256 or None)."""
     hasher = hashlib.sha256() if want_hash else None
+    try:  # the source first: a missing source must not touch the destination
+        source = _urlopen(src) if src_kind == "url" else os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError) as err:
+        raise CommandExecutionError(f"cannot read {src}: {getattr(err, 'strerror', None) or err}") from err
+    writer = None
     try:
         writer = _Writer(dst, dst_kind == "lv", dst_zeroed)
-    except OSError as err:
-        raise _os_error("cannot open", dst, err) from err
-    copier = _Copier(writer, conf["dd_bs"], sparse, hasher)
-    try:
+        copier = _Copier(writer, conf["dd_bs"], sparse, hasher)
         if src_kind == "url":
-            with urllib.request.urlopen(src, timeout=60) as resp:  # nosec: validated http(s) URL
-                size = copier.from_stream(resp)
+            size = copier.from_stream(source)
         else:
-            size = _copy_local(copier, writer, src, sparse)
+            size = _copy_local(copier, writer, source, src, sparse)
         writer.finish(size)
-    except (OSError, urllib.error.URLError, ValueError, CommandExecutionError) as err:
-        writer.abort()
+    except (OSError, ValueError, CommandExecutionError) as err:
+        if writer:
+            writer.abort()
         if isinstance(err, CommandExecutionError):
             raise
         raise CommandExecutionError(f"copy {src} -> {dst} failed: {getattr(err, 'strerror', None) or err}") from err
+    finally:
+        if src_kind == "url":
+            source.close()
+        else:
+            os.close(source)
     return size, writer.written, hasher.hexdigest() if hasher else None
 
 
-def _copy_local(copier, writer, src, sparse):
-    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.lseek(fd, 0, os.SEEK_END)
-        if writer.capacity is not None and writer.capacity < size:
-            raise CommandExecutionError(
-                f"destination {writer.path} ({writer.capacity} bytes) is smaller than {src} ({size} bytes)"
-            )
-        extents = _extents(fd, size) if sparse else [(0, size)]
-        copier.from_fd(fd, size, extents)
-    finally:
-        os.close(fd)
+def _copy_local(copier, writer, fd, src, sparse):
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if writer.capacity is not None and writer.capacity < size:
+        raise CommandExecutionError(
+            f"destination {writer.path} ({writer.capacity} bytes) is smaller than {src} ({size} bytes)"
+        )
+    extents = _extents(fd, size) if sparse else [(0, size)]
+    copier.from_fd(fd, size, extents)
     return size
 
 
@@ -1196,17 +1217,23 @@ def _copy_qcow2(src, dst, dst_is_device, dst_zeroed):
             os.close(fd)
         if capacity < size:
             raise CommandExecutionError(f"destination {dst} ({capacity} bytes) is smaller than {src} ({size} bytes)")
-    else:
-        with open(dst, "wb") as handle:
-            handle.truncate(size)
+    target = dst if dst_is_device else _temp_name(dst)
+    if not dst_is_device:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        try:
+            os.ftruncate(fd, size)  # a sparse file of zeros: --target-is-zero holds
+        finally:
+            os.close(fd)
     argv = ["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", "-n"]
     argv += ["-t", "none"] if dst_is_device else []
     argv += ["--target-is-zero"] if dst_zeroed or not dst_is_device else []
     try:
-        _run(argv + [src, dst])
-    except CommandExecutionError:
+        _run(argv + [src, target])
         if not dst_is_device:
-            os.unlink(dst)
+            os.replace(target, dst)
+    except (CommandExecutionError, OSError):
+        if not dst_is_device and os.path.lexists(target):
+            os.unlink(target)
         raise
     return size
 

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import threading
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import salt._logging.impl
@@ -156,9 +157,41 @@ def test_copy_verifies_sha256_and_removes_a_bad_copy(mod, mnt):
 
 
 def test_copy_missing_source_leaves_nothing(mod, mnt):
-    with pytest.raises(CommandExecutionError, match="No such file"):
+    with pytest.raises(CommandExecutionError, match="cannot read .*nope.img: No such file"):
         mod.copy(str(mnt / "nope.img"), str(mnt / "dst.img"))
     assert not (mnt / "dst.img").exists()
+
+
+def test_a_failed_copy_keeps_the_old_destination(mod, mnt, http_dir):
+    """Files are built beside the destination and renamed: a failure changes nothing."""
+    root, url = http_dir
+    old = mnt / "disk.img"
+    old.write_bytes(b"old" * 1000)
+    with pytest.raises(CommandExecutionError, match="cannot read"):
+        mod.copy(str(mnt / "nope.img"), str(old))
+    with pytest.raises(CommandExecutionError, match="404"):
+        mod.copy(f"{url}/missing.raw", str(old))
+    bad_qcow = mnt / "bad.qcow2"
+    bad_qcow.write_bytes(b"QFI\xfb" + bytes(100))
+    with pytest.raises(CommandExecutionError, match="qemu-img failed"):
+        mod.copy(str(bad_qcow), str(old), fmt="qcow2")
+    assert old.read_bytes() == b"old" * 1000
+    assert sorted(p.name for p in mnt.iterdir()) == ["bad.qcow2", "disk.img"]
+
+
+def test_http_redirect_to_another_scheme_is_refused(mod, mnt, http_dir):
+    root, url = http_dir
+    (root / "moved.raw").write_text("")  # the handler below redirects instead
+    with patch.object(_Handler, "do_GET", _redirect_to_file):
+        with pytest.raises(CommandExecutionError, match="redirect to a non-http"):
+            mod.copy(f"{url}/moved.raw", str(mnt / "x.raw"))
+    assert not (mnt / "x.raw").exists()
+
+
+def _redirect_to_file(handler):
+    handler.send_response(302)
+    handler.send_header("Location", "ftp://127.0.0.1/etc/passwd")  # urllib itself would follow ftp
+    handler.end_headers()
 
 
 def test_copy_into_new_directories(mod, mnt):
