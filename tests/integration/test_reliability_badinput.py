@@ -384,7 +384,7 @@ def test_worker_module_refuses_on_its_own(saltssh, unpriv_tree, fun, args, kwarg
     # JSON-encoded like the driver does (salt parses arguments as YAML: 0x5 would be 5)
     args = [json.dumps(fill(a, unpriv_tree) if isinstance(a, str) else a) for a in args]
     before = tree(saltssh)
-    rc, data, err = saltssh.call(fun, *args, user="unpriv", **kwargs)
+    rc, data, err = saltssh.call(fun, *args, user="unpriv", timeout=600, **kwargs)
     text = f"rc={rc} data={data!r} stderr={err[-2000:]}"
     assert rc != 0, text
     assert tree(saltssh) == before, f"{fun} changed the mountpoint: {text}"

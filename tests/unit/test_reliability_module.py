@@ -120,17 +120,10 @@ def test_delete_refuses_paths_of_other_vms(tm, vms, world, path, vmid):
     assert listing(world / "one") == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gfs2clvm_tm._vm_path accepts <mp>/datastores/<N> as 'the directory of VM N' "
-    "(it compares only the last path component with vmid), so delete('<mp>/datastores/0', 0) "
-    "-- VM 0 in system datastore 0, a common pair -- has gfs2clvm.vm_delete rmtree the whole "
-    "system datastore 0: every VM's directory. The driver refuses this path, the worker module "
-    "does not. Fix (_modules/gfs2clvm_tm.py _vm_path): accept only "
-    "<mp>/datastores/<dsid>/<vmid>[/disk.N] (exactly two numeric components under "
-    "<mp>/datastores, the second == vmid) or the 3.2 layout <mp>/<vmid>/images[/disk.N].",
-)
 def test_delete_of_vm_0_keeps_the_other_vms_of_datastore_0(tm, vms, world):
+    """VM 0 in system datastore 0 (a common pair): ``delete('<mp>/datastores/0', 0)``
+    must not remove the datastore directory with every VM's directory in it.  (Found by
+    this test: ``_vm_path`` compared only the last path component; fixed in 439e53f.)"""
     before = listing(world / "one")
     try:
         tm.delete(str(vms), 0)
