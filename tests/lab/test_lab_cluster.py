@@ -3,6 +3,7 @@ VG under lvmlockd (dlm), exclusive/shared activation, the oneadmin udev rule and
 sudoers rule that the driver relies on."""
 
 import secrets
+import shlex
 
 import pytest
 
@@ -19,13 +20,19 @@ def lvm(lab, node, args, user="root"):
 
 @pytest.fixture
 def lv_name(lab):
-    """A fresh ``lv-one-<vmid>-0`` name; the LV is removed afterwards (deactivated on
-    every node first: lvremove needs it inactive everywhere)."""
+    """A fresh ``lv-one-<vmid>-0`` name; the LV is removed afterwards."""
     name = f"lv-one-{secrets.randbelow(10**9) + 10**9}-0"
     yield name
-    for node in lab.nodes:
-        lab.ssh(node, ["lvchange", "-q", "-an", f"{VG}/{name}"])
-    lab.ssh(lab.nodes[0], ["lvremove", "-q", "-y", f"{VG}/{name}"])
+    remove_lvs(lab, [name])
+
+
+def remove_lvs(lab, names):
+    """Deactivate on every node (lvremove needs the LV inactive everywhere), remove."""
+    lvs = [f"{VG}/{name}" for name in names]
+    for node in lab.nodes[1:]:
+        lab.ssh(node, ["lvchange", "-q", "-an", *lvs])
+    lab.ssh(lab.nodes[0], shlex.join(["lvchange", "-q", "-an", *lvs]) + "; "
+            + shlex.join(["lvremove", "-q", "-y", *lvs]))
 
 
 def test_gfs2_file_written_on_node1_is_read_on_node2(lab):
@@ -51,17 +58,30 @@ def test_lv_created_on_node1_is_listed_on_node2(lab, lv_name):
     assert lab.out(node2, ["vgs", "--noheadings", "-o", "vg_lock_type", VG]) == "dlm"
 
 
+REFUSALS = r"""
+for m in -aey -asy -ay; do
+  err=$(lvchange $m @LV@ 2>&1 >/dev/null); rc=$?
+  echo "$m $rc ${err//$'\n'/ }"
+done
+test -e @DEV@; echo "dev $?"
+"""
+
+
 def test_exclusive_activation_excludes_other_node_then_shared_on_both(lab, lv_name):
     node1, node2 = lab.nodes[:2]
     dev = f"/dev/{VG}/{lv_name}"
     lab.ssh(node1, ["lvcreate", "-q", "-y", "-an", "-Zn", "-L", "8M", "-n", lv_name, VG], check=True)
     lab.ssh(node1, ["lvchange", "-aey", f"{VG}/{lv_name}"], check=True)
     assert lab.ssh(node1, ["test", "-b", dev]).returncode == 0
-    for mode in ("-aey", "-asy", "-ay"):
-        refused = lab.ssh(node2, ["lvchange", mode, f"{VG}/{lv_name}"])
-        assert refused.returncode != 0, f"node2 {mode} while node1 holds it exclusively"
-        assert "locked by other host" in refused.stderr or "Failed to lock" in refused.stderr
-    assert lab.ssh(node2, ["test", "-e", dev]).returncode == 1
+    # one ssh for the three refusals: "<mode> <rc> <stderr>" per line, then "dev <rc of test -e>"
+    script = REFUSALS.replace("@LV@", f"{VG}/{lv_name}").replace("@DEV@", dev)
+    lines = lab.out(node2, script).splitlines()
+    assert lines[-1] == "dev 1", lines  # no device node on node2
+    assert [line.split()[0] for line in lines[:-1]] == ["-aey", "-asy", "-ay"], lines
+    for line in lines[:-1]:
+        mode, rc, err = line.split(" ", 2)
+        assert rc != "0", f"node2 {mode} succeeded while node1 holds the LV exclusively"
+        assert "locked by other host" in err or "Failed to lock" in err, line
     lab.ssh(node1, ["lvchange", "-an", f"{VG}/{lv_name}"], check=True)
     for node in (node1, node2):
         lab.ssh(node, ["lvchange", "-asy", f"{VG}/{lv_name}"], check=True)
@@ -74,25 +94,25 @@ def test_new_driver_lvs_belong_to_oneadmin_on_every_node(lab, lv_name):
     node1 = lab.nodes[0]
     image = f"lv-oneimg-{secrets.token_hex(16)}"
     plain = f"lab-plain-{secrets.token_hex(4)}"
+    names = (lv_name, image, plain)
     try:
-        for name in (lv_name, image, plain):
-            lvm(lab, node1, ["/sbin/lvcreate", "-q", "-y", "-an", "-Zn", "-L", "8M", "-n", name, VG],
-                user="oneadmin")
+        create = " && ".join(
+            shlex.join(["sudo", "-n", "/sbin/lvcreate", "-q", "-y", "-an", "-Zn", "-L", "8M", "-n", name, VG])
+            for name in names
+        )
+        lab.ssh(node1, create, user="oneadmin", check=True)
         for node in lab.nodes:
-            for name in (lv_name, image, plain):
-                lab.ssh(node, ["lvchange", "-asy", f"{VG}/{name}"], check=True)
-            for name in (lv_name, image):
-                # the /dev/VG/LV symlink and the dm node it points to
-                assert lab.out(node, f"stat -L -c %U:%G:%a /dev/{VG}/{name}") == "oneadmin:disk:660"
-                assert lab.out(node, f"stat -c %U:%G:%a $(readlink -f /dev/{VG}/{name})") == (
-                    "oneadmin:disk:660"
-                )
-            assert lab.out(node, f"stat -L -c %U:%G /dev/{VG}/{plain}") == "root:disk"
+            # activate all three, then: symlink target owner, dm node owner (driver LVs), plain LV
+            out = lab.out(
+                node,
+                shlex.join(["lvchange", "-q", "-asy", *(f"{VG}/{n}" for n in names)])
+                + f" && stat -L -c %U:%G:%a /dev/{VG}/{lv_name} /dev/{VG}/{image}"
+                + f" && stat -c %U:%G:%a $(readlink -f /dev/{VG}/{lv_name} /dev/{VG}/{image})"
+                + f" && stat -L -c %U:%G /dev/{VG}/{plain}",
+            )
+            assert out.splitlines() == ["oneadmin:disk:660"] * 4 + ["root:disk"], (node, out)
     finally:
-        for name in (image, plain):
-            for node in lab.nodes:
-                lab.ssh(node, ["lvchange", "-q", "-an", f"{VG}/{name}"])
-            lab.ssh(node1, ["lvremove", "-q", "-y", f"{VG}/{name}"])
+        remove_lvs(lab, [image, plain])
 
 
 def test_oneadmin_writes_its_lv_without_sudo(lab, lv_name):
