@@ -198,6 +198,15 @@ def test_list_shows_the_hosts(enroll):
     assert f"w1\troot@127.0.0.1:{enroll.saltssh.port}\t" in text and "host key known" in text
 
 
+def test_check_reruns_the_health_check(enroll):
+    proc = enroll.run("check", "w1")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)  # no shared VG on this host
+    out = proc.stdout.splitlines()
+    assert "  ok   config: valid" in out, out
+    assert any(line.startswith("  FAIL vg: ") for line in out), out
+    assert out[-1].startswith("w1: enrolled, but not ready: ")
+
+
 def test_remove_drops_roster_entry_and_host_key(enroll):
     proc = enroll.run("remove", "w1")
     assert proc.returncode == 0, proc.stderr

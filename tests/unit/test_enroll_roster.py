@@ -102,7 +102,8 @@ def err_line(capsys):
     "argv, message",
     [
         ([], "the following arguments are required: command (see gfs2clvm-host --help)"),
-        (["frob"], "argument command: invalid choice: 'frob' (choose from 'add', 'remove', 'list') (see gfs2clvm-host --help)"),
+        (["frob"], "argument command: invalid choice: 'frob' (choose from 'add', 'remove', 'check', 'list') (see gfs2clvm-host --help)"),
+        (["check"], "the following arguments are required: host (see gfs2clvm-host --help)"),
         (["add"], "the following arguments are required: host (see gfs2clvm-host --help)"),
         (["add", "bad host"], "invalid host name 'bad host': letters, digits, '.', '-', '_' only"),
         (["add", "-node"], "the following arguments are required: host (see gfs2clvm-host --help)"),
@@ -372,7 +373,7 @@ def test_tool_runs_from_the_checkout():
 
     proc = subprocess.run([sys.executable, str(REPO / "tm_commands" / "bin" / "gfs2clvm-host"), "--help"],
                           capture_output=True, text=True, cwd="/")
-    assert proc.returncode == 0 and "add,remove,list" in proc.stdout
+    assert proc.returncode == 0 and "add,remove,check,list" in proc.stdout
 
 
 # ---------------------------------------------------------------- who runs salt-ssh
@@ -448,3 +449,15 @@ def test_unexpected_errors_are_one_line_not_a_traceback(env, capsys, monkeypatch
     assert env.main("add", "n1") == 1
     assert err_line(capsys) == "internal error: ValueError: bad thing"
     assert not env.roster.exists()
+
+
+def test_check_of_an_enrolled_host(env, capsys):
+    assert env.main("check", "n1") == 1
+    assert err_line(capsys) == f"n1 is not in the roster {env.roster}"
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
+    assert env.main("check", "n1") == 0
+    assert env.out == ["  ok   vg: fine", "n1: ready"]
+    assert [argv[-1] for argv in env.runner.salt_calls()] == ["gfs2clvm.check"]
+    env.runner.salt["gfs2clvm.check"] = {"ok": False, "checks": {"mount": {"ok": False, "detail": "not mounted"}}}
+    assert env.main("check", "n1") == 2
+    assert env.out == ["  FAIL mount: not mounted", "n1: enrolled, but not ready: mount failed"]

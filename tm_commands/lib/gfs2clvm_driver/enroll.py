@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Host enrolment on the front-end: ``gfs2clvm-host add|remove|list``.
 
+``check HOST`` re-runs step 4 below; ``list`` shows the roster.
 ``add HOST`` makes a worker usable by the driver in one step:
 
 1. its SSH host key, read with ``ssh-keyscan``, goes into the ``known_hosts_file``
@@ -516,6 +517,13 @@ def cmd_remove(args, setup, out, run=_run):
     return 0
 
 
+def cmd_check(args, setup, out, run=_run):
+    _raw, entries = setup.read_roster()
+    if args.host not in entries:
+        raise DriverError(f"{args.host} is not in the roster {setup.roster}")
+    return show_check(setup, args.host, out, run)
+
+
 def cmd_list(args, setup, out, run=_run):
     _raw, entries = setup.read_roster()
     kh_raw = _read_bytes(setup.known_hosts)
@@ -571,16 +579,18 @@ def parser():
     add.add_argument("--no-check", action="store_true", help="skip gfs2clvm.check")
     rem = sub.add_parser("remove", help="remove a worker's roster entry and its known_hosts lines")
     rem.add_argument("host", type=roster_id)
+    chk = sub.add_parser("check", help="run gfs2clvm.check on an enrolled worker and show it")
+    chk.add_argument("host", type=roster_id)
     lst = sub.add_parser("list", help="list the enrolled workers")
     lst.add_argument("--json", action="store_true")
     return top
 
 
-COMMANDS = {"add": cmd_add, "remove": cmd_remove, "list": cmd_list}
+COMMANDS = {"add": cmd_add, "remove": cmd_remove, "check": cmd_check, "list": cmd_list}
 
 
 def main(argv=None, out=print, run=_run):
-    """Exit status: 0 ok, 1 error (one ``ERROR:`` line), 2 enrolled but not ready."""
+    """Exit status: 0 ok, 1 error (one ``ERROR:`` line), 2 enrolled but not ready (add, check)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser().parse_args(argv)
