@@ -181,11 +181,24 @@ def in_process_possible(argv):
     if not _same_prefix(_interpreter(argv[0])):
         return False, f"{argv[0]} runs another Python than {sys.executable}"
     try:
-        import salt.cli.ssh  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
-        import salt.client.ssh  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
+        _import_salt()
     except Exception as err:  # noqa: BLE001 -- any import failure means: use the subprocess
         return False, f"salt not importable: {err}"
     return True, ""
+
+
+def _import_salt():
+    """Import Salt's CLI code; undo the logging handler Salt's import adds to the root logger."""
+    if "salt.client.ssh" in sys.modules and "salt.cli.ssh" in sys.modules:
+        return
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import salt.cli.ssh  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
+    import salt.client.ssh  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
+
+    _reset_salt_logging()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 # --------------------------------------------------------------------------
@@ -215,11 +228,14 @@ def run_subprocess(argv, timeout=None):
 
 def run_in_process(argv, timeout=None, multiplex=True):
     with _captured() as out, _restored_state(), fast_sleeps():
+        # optparse names the program (usage text, the Saltfile's "salt-ssh:" section) after sys.argv[0]
+        saved_argv, sys.argv = sys.argv, list(argv)
         watchdog = _Watchdog(timeout)
         try:
             code = _salt_ssh_main(argv[1:], multiplex)
         finally:
             watchdog.cancel()
+            sys.argv = saved_argv
     stdout, stderr = out
     if watchdog.fired:
         raise subprocess.TimeoutExpired(argv, timeout, output=stdout, stderr=stderr)
@@ -343,6 +359,14 @@ def _reset_salt_logging():
         import salt._logging.impl as impl  # pylint: disable=import-outside-toplevel
     except Exception:  # noqa: BLE001
         return
+    temp = impl.get_temp_handler()
+    if temp is not None:  # Salt's deferred handler: write what it holds into this call's stderr
+        with contextlib.suppress(Exception):
+            temp.flush()
+        with contextlib.suppress(ValueError):
+            logging.getLogger().removeHandler(temp)
+        with contextlib.suppress(AttributeError):
+            delattr(impl.setup_temp_handler, "__handler__")
     with contextlib.suppress(Exception):
         impl.shutdown_logging()
     for func, attr in ((impl.set_logging_options_dict, "__options_dict__"),
