@@ -20,8 +20,9 @@ not ready yet (packages, VG, GFS2 ...).
 The files are found from the driver configuration (``GFS2CLVM_CONF``):
 ``saltfile`` -> ``config_dir`` -> ``<config_dir>/master`` -> ``roster_file``
 (default ``<config_dir>/roster``), ``known_hosts_file``, ``ssh_priv``.
-Run it as the user the driver runs as (oneadmin): salt-ssh keeps the thin and
-its caches in that user's master ``cachedir``.
+Run it as oneadmin or as root.  salt-ssh keeps the thin and its caches in the
+master's ``cachedir``, which the driver (oneadmin) uses later: run as root, the
+tool runs salt-ssh as the owner of that cache dir (``Setup.salt_user``).
 """
 
 import argparse
