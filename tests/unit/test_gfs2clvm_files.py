@@ -341,7 +341,8 @@ def test_chown_to_the_current_user(mod, mnt):
     me, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
     path = mnt / "f"
     path.write_text("x")
-    os.chown(path, 65534, 65534) if os.geteuid() == 0 else None
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
     assert mod.chown(str(path)) == {"path": str(path), "user": me, "group": group}
     assert (path.stat().st_uid, path.stat().st_gid) == (os.geteuid(), os.getegid())
     assert mod.chown(str(path), user=me, group=group)["user"] == me

@@ -693,7 +693,8 @@ for bad in BAD_IDS:
     case("vm_dir", 0, bad)
     case("vm_disks", bad)
     case("vm_delete", bad)
-    case("lv_list", vmid=bad) if bad is not None else None
+    if bad is not None:  # vmid=None means "the whole VG"
+        case("lv_list", vmid=bad)
     case("orphans", vmids=[1, bad])
     case("orphans_remove", vmids=[bad], dry_run=False)
 for bad in BAD_NAMES:
@@ -728,7 +729,8 @@ for bad in BAD_PATHS:
     case("mkswap", bad)
     case("mkfs", bad, "ext4")
     case("context_iso", bad, {"a": "QQ=="})
-    case("vm_delete", 1, path=bad) if bad is not None else None
+    if bad is not None:  # path=None means "leave directories alone"
+        case("vm_delete", 1, path=bad)
 for bad in ("", "x", 1, "flat", "only"):
     case("lv_activate", "lv-one-1-0", mode=bad)
     case("copy", f"{MP}/src", f"{MP}/dst", fmt=bad)
