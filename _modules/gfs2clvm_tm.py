@@ -509,7 +509,8 @@ def mv(src, dst, vmid, src_host=None, dst_host=None, vg=None):
     Hand a VM's LVs (or one disk's) from one host to another: GFS2 and the VG
     are shared, nothing is copied.  Run on both hosts in one salt-ssh call; each
     acts by its minion id: ``src_host`` deactivates, ``dst_host`` activates
-    exclusively (waiting up to ``lock_wait`` s for the source to let go).
+    exclusively (waiting up to ``lock_wait`` s for the source to let go) and,
+    when ``dst`` is in another system datastore, moves the link or directory.
 
     CLI Example:
 
@@ -529,15 +530,39 @@ def mv(src, dst, vmid, src_host=None, dst_host=None, vg=None):
             _p("lv_deactivate")(lv, vg=lv_vg)
         return _ret("mv", role="source", deactivated=[lv for _, lv in lvs])
     if me == dst_host:
-        lvs = _vm_lvs(conf, dst_dir, vmid, vg, disk)
+        here = src_dir if src != dst and os.path.lexists(src) else dst_dir
+        lvs = _vm_lvs(conf, here, vmid, vg, disk)
         done = []
         with _Undo() as undo:
             for lv_vg, lv in lvs:
                 _activate_wait(conf, lv_vg, lv, "exclusive")
                 undo.add(f"deactivate {lv}", _p("lv_deactivate"), lv, vg=lv_vg)
                 done.append(lv)
-        return _ret("mv", role="destination", activated=done)
+            moved = _relocate(src, dst)
+        return _ret("mv", role="destination", activated=done, moved=moved)
     raise SaltInvocationError(f"this host ({me}) is neither src_host nor dst_host")
+
+
+def _relocate(src, dst):
+    """Another system datastore: move the disk link or VM directory on the shared
+    GFS2 (after the activations, so the source host has read the links already).
+    An existing destination directory receives the entries it lacks."""
+    if src == dst or not os.path.lexists(src):
+        return None
+    try:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.isdir(src) and not os.path.islink(src) and os.path.isdir(dst):
+            for name in sorted(os.listdir(src)):
+                if not os.path.lexists(os.path.join(dst, name)):
+                    os.rename(os.path.join(src, name), os.path.join(dst, name))
+            os.rmdir(src)
+        elif not os.path.lexists(dst):
+            os.rename(src, dst)
+        else:
+            raise CommandExecutionError(f"cannot move {src} to {dst}: {dst} exists")
+    except OSError as err:
+        raise CommandExecutionError(f"cannot move {src} to {dst}: {err.strerror}") from err
+    return dst
 
 
 def _migrate(action, vmid, vmdir, src_host, dst_host, vg):

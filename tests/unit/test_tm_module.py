@@ -658,3 +658,29 @@ def test_only_the_exact_vm_layouts_are_a_vm_directory(world, mnt, path):
     with pytest.raises(SaltInvocationError, match="not in the directory of VM 0"):
         tm.delete(path.format(mnt=mnt), 0)
     assert world.calls == []
+
+
+def test_mv_to_another_system_datastore_moves_links_and_dir(world, mnt, opts):
+    """DS_MIGRATE: disk mvs, then the dir mv, from datastores/0 to datastores/100."""
+    _vm(world, mnt, 42, disks=(0, 1))
+    Path(vmdir(mnt), "checkpoint").write_text("state")
+    new = f"{mnt}/datastores/100/42"
+    opts["id"] = "node2"
+    ret = tm.mv(disk(mnt, 0), f"{new}/disk.0", 42, src_host="node1", dst_host="node2")
+    assert ret["activated"] == ["lv-one-42-0"] and ret["moved"] == f"{new}/disk.0"
+    assert os.readlink(f"{new}/disk.0") == f"/dev/{VG}/lv-one-42-0" and not os.path.lexists(disk(mnt, 0))
+    ret = tm.mv(vmdir(mnt), new, 42, src_host="node1", dst_host="node2")
+    assert ret["moved"] == new and not os.path.exists(vmdir(mnt))
+    assert sorted(os.listdir(new)) == ["checkpoint", "disk.0", "disk.1"]
+    assert ret["activated"] == ["lv-one-42-0", "lv-one-42-1"]
+    # a retry finds everything in place
+    assert tm.mv(vmdir(mnt), new, 42, src_host="node1", dst_host="node2")["moved"] is None
+
+
+def test_mv_move_happens_only_after_the_activations(world, mnt, opts):
+    _vm(world, mnt, 42, disks=(0,))
+    opts["id"] = "node2"
+    world.fail["lv_activate"] = CommandExecutionError("LV locked by other host")
+    with pytest.raises(CommandExecutionError):
+        tm.mv(vmdir(mnt), f"{mnt}/datastores/100/42", 42, src_host="node1", dst_host="node2")
+    assert os.path.islink(disk(mnt, 0)) and not os.path.exists(f"{mnt}/datastores/100/42")

@@ -171,15 +171,16 @@ def mv(argv, conf=None):
     conf = _load(conf, dsid)
     src = Location(src, "source").check_vm(vmid, conf.datastores_dir)
     dst = Location(dst, "destination").check_vm(vmid, conf.datastores_dir)
-    if src.host == dst.host:
+    if src.host == dst.host and src.path == dst.path:
         info(f"mv: {src.host} to itself, nothing to do")
         return
     hosts = _workers(conf, src.host, dst.host)
     if not hosts:
         info("mv: neither host is a worker, nothing to do")
         return
-    salt_ssh_many(hosts, "gfs2clvm_tm.mv", src.path, dst.path, vmid,
-                  src_host=src.host if src.host in hosts else None,
+    # same host, another system datastore: only the destination role (move, stay active)
+    src_host = src.host if src.host in hosts and src.host != dst.host else None
+    salt_ssh_many(hosts, "gfs2clvm_tm.mv", src.path, dst.path, vmid, src_host=src_host,
                   dst_host=dst.host if dst.host in hosts else None, vg=conf["vg"], conf=conf)
 
 
