@@ -22,7 +22,7 @@
 #   LAB_TIMEOUT    hard lifetime of each qemu in s (default 10800), enforced by timeout(1)
 #   LAB_MEM        MiB per guest (default 1024)     LAB_DISK_SIZE  SAN image size (default 8G)
 #   LAB_KEEP_DISK=1  'up' keeps an existing SAN image (default: a fresh blank one per 'up')
-#   LAB_BOOT_TIMEOUT s to wait for all guests' sshd (default 240)
+#   LAB_BOOT_TIMEOUT s to wait for all guests' sshd (default 360)
 #   LAB_PROVISION  bootstrap|highstate (default bootstrap)
 #   SALT_SSH       salt-ssh binary (default <repo>/.venv/bin/salt-ssh)
 set -euo pipefail
@@ -35,7 +35,7 @@ LINK_BASE=$((24001 + PORT_BASE - 2201))
 TMO=${LAB_TIMEOUT:-10800}
 MEM=${LAB_MEM:-1024}
 DISK_SIZE=${LAB_DISK_SIZE:-8G}
-BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-240}
+BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-360}
 SALT_SSH=${SALT_SSH:-$REPO/.venv/bin/salt-ssh}
 QEMU=${QEMU:-qemu-system-x86_64}
 KVER=${LAB_KVER:-$(for k in /boot/vmlinuz-*; do [ -e "$k" ] && echo "${k#/boot/vmlinuz-}"; done | sort -V | tail -1)}
@@ -407,5 +407,5 @@ case "${1:-}" in
   salt) shift; cmd_salt "$@" ;;
   down) shift; cmd_down ;;
   env) shift; cmd_env ;;
-  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
