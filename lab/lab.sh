@@ -83,8 +83,16 @@ ssh_argv() { # USER NODE -> SSHA
 cmd_build() {
   [ -n "$KVER" ] && [ -f "$BZIMAGE" ] || die "no /boot/vmlinuz-*: apt-get install linux-image-amd64"
   [ -d "/lib/modules/$KVER" ] || die "no /lib/modules/$KVER"
-  file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || die "need busybox-static (/bin/busybox)"
+  # busybox must be the static one (the initramfs has no libc): ldd says "not a dynamic executable"
+  [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 || die "need a static /bin/busybox: apt-get install busybox-static"
   command -v "$QEMU" >/dev/null || die "no $QEMU: apt-get install qemu-system-x86"
+  local tool pkg
+  # host tools of the lab (ip also runs in the guests, from the host's / over 9p)
+  for tool in ss:iproute2 ip:iproute2 ssh-keyscan:openssh-client ssh-keygen:openssh-client \
+      cpio:cpio modinfo:kmod python3:python3 setsid:util-linux /usr/sbin/sshd:openssh-server; do
+    pkg=${tool#*:}; tool=${tool%%:*}
+    command -v "$tool" >/dev/null || die "no $tool on this host: apt-get install $pkg"
+  done
   mkdir -p "$LAB_DIR/kernel" "$SSHDIR" "$CMDIR" "$VMS"; chmod 700 "$SSHDIR" "$CMDIR"
   local t m f; t=$(mktemp -d "$LAB_DIR/initrd.XXXXXX")
   mkdir -p "$t"/{bin,dev,proc,sys,lower,rw,newroot,mods}
