@@ -805,7 +805,8 @@ def lv_activate(name, vg=None, mode="exclusive"):
         active) or ``shared`` (``lvchange -asy``: for the duration of a live
         migration; thin LVs cannot be shared)
 
-    Activation-skip flags (thin snapshots) are ignored (``-K``).
+    Activation-skip flags (thin snapshots) are ignored (``-K``). Raises when
+    the LV does not exist, or for ``shared`` on a thin LV.
     Returns ``{name, vg, active, mode}``.
 
     CLI Example:
@@ -817,6 +818,8 @@ def lv_activate(name, vg=None, mode="exclusive"):
     conf = _config()
     name, vg = _lv(name), _vg(vg or conf["vg"])
     mode = _choice(mode, ("exclusive", "shared"), "mode")
+    if _lv_need(conf, vg, name)["thin"] and mode == "shared":
+        raise CommandExecutionError(f"{vg}/{name} is a thin LV: lvmlockd allows thin LVs only exclusively")
     flag = "-aey" if mode == "exclusive" else "-asy"
     _run(_lvm(conf, "lvchange", flag, "-K", f"{vg}/{name}"))
     return {"name": name, "vg": vg, "active": True, "mode": mode}
@@ -824,7 +827,8 @@ def lv_activate(name, vg=None, mode="exclusive"):
 
 def lv_deactivate(name, vg=None):
     """
-    Deactivate a logical volume on this host (releases its lvmlockd lock).
+    Deactivate a logical volume on this host (releases its lvmlockd lock);
+    raises when it does not exist.
 
     CLI Example:
 
@@ -834,6 +838,7 @@ def lv_deactivate(name, vg=None):
     """
     conf = _config()
     name, vg = _lv(name), _vg(vg or conf["vg"])
+    _lv_need(conf, vg, name)
     _run(_lvm(conf, "lvchange", "-an", f"{vg}/{name}"))
     return {"name": name, "vg": vg, "active": False}
 

@@ -218,6 +218,9 @@ UNKNOWN_VG_CALLS = [
     ("lv_remove", ("lv-one-1-0",), {"vg": "vg_missing", "missing_ok": True}),
     ("lv_list", (), {"vg": "vg_missing"}),
     ("lv_info", ("lv-one-1-0",), {"vg": "vg_missing"}),
+    ("lv_activate", ("lv-one-1-0",), {"vg": "vg_missing"}),
+    ("lv_activate", ("lv-one-1-0",), {"vg": "vg_missing", "mode": "shared"}),
+    ("lv_deactivate", ("lv-one-1-0",), {"vg": "vg_missing"}),
     ("lv_snapshot", ("lv-one-1-0", "lv-one-1-0-s0"), {"vg": "vg_missing"}),
     ("lv_resize", ("lv-one-1-0", 10), {"vg": "vg_missing"}),
     ("vm_disks", (1,), {"vg": "vg_missing"}),
@@ -235,12 +238,6 @@ def test_unknown_vg_runs_only_a_probe(fake, fun, args, kwargs):
     with pytest.raises(CommandExecutionError, match=r"^volume group vg_missing not found on this host$"):
         getattr(gfs2clvm, fun)(*args, **kwargs)
     assert fake.calls and not fake.writes()
-
-
-def test_lv_activate_on_unknown_vg_reports_lvchange_line(fake):
-    fake.answer("lvchange", rc=5, stderr='  Volume group "vg_missing" not found\n  Cannot process volume group vg_missing\n')
-    with pytest.raises(CommandExecutionError, match=r'^lvchange failed \(rc 5\): Volume group "vg_missing" not found$'):
-        gfs2clvm.lv_activate("lv-one-1-0", vg="vg_missing")
 
 
 # ---------------------------------------------------------------- lv_create
@@ -371,24 +368,43 @@ def test_lv_remove_wipe_from_config(fake, conf):
 
 # ---------------------------------------------------------------- activation
 def test_lv_activate_modes(fake):
-    assert gfs2clvm.lv_activate("lv-one-42-0") == {"name": "lv-one-42-0", "vg": VG, "active": True, "mode": "exclusive"}
-    gfs2clvm.lv_activate("lv-one-42-0", mode="shared", vg="vg_x")
+    fake.lvs("lvs_all.json")
+    assert gfs2clvm.lv_activate("lv-one-9-0") == {"name": "lv-one-9-0", "vg": VG, "active": True, "mode": "exclusive"}
+    gfs2clvm.lv_activate("lv-one-9-0", mode="shared", vg="vg_x")
     assert fake.calls == [
-        ["/sbin/lvchange", "-aey", "-K", f"{VG}/lv-one-42-0"],
-        ["/sbin/lvchange", "-asy", "-K", "vg_x/lv-one-42-0"],
+        LVS + ["-S", "lv_name=lv-one-9-0", VG],
+        ["/sbin/lvchange", "-aey", "-K", f"{VG}/lv-one-9-0"],
+        LVS + ["-S", "lv_name=lv-one-9-0", "vg_x"],
+        ["/sbin/lvchange", "-asy", "-K", "vg_x/lv-one-9-0"],
     ]
+    fake.calls.clear()
+    gfs2clvm.lv_activate("lv-one-8-0-s0")  # thin snapshot with the activation-skip flag: -K
+    assert fake.writes() == [["/sbin/lvchange", "-aey", "-K", f"{VG}/lv-one-8-0-s0"]]
 
 
-def test_lv_activate_shared_thin_refused_by_lvm(fake):
+def test_lv_activate_shared_thin_is_refused_before_lvchange(fake):
+    fake.lvs("lvs_all.json")
+    with pytest.raises(CommandExecutionError, match="lv-one-8-0 is a thin LV: lvmlockd allows thin LVs only exclusively"):
+        gfs2clvm.lv_activate("lv-one-8-0", mode="shared")
+    assert not fake.writes()
+
+
+def test_lv_activate_lvm_refusal_is_one_line(fake):
+    """What LVM itself says when shared activation is refused (captured with lvmlockd)."""
+    fake.lvs("lvs_shared.json")
     fake.answer("lvchange", rc=5, stderr=data("lvchange_asy_thin.stderr"))
     with pytest.raises(CommandExecutionError) as err:
-        gfs2clvm.lv_activate("lv-one-4-0", mode="shared")
+        gfs2clvm.lv_activate("lv-one-3-1", mode="shared")
     assert str(err.value) == "lvchange failed (rc 5): Shared activation not compatible with LV type thin-pool of vg_cloudstorage/pool"
 
 
 def test_lv_deactivate(fake):
-    assert gfs2clvm.lv_deactivate("lv-one-42-0") == {"name": "lv-one-42-0", "vg": VG, "active": False}
-    assert fake.calls == [["/sbin/lvchange", "-an", f"{VG}/lv-one-42-0"]]
+    fake.lvs("lvs_all.json", "lvs_none.json")
+    assert gfs2clvm.lv_deactivate("lv-one-7-0") == {"name": "lv-one-7-0", "vg": VG, "active": False}
+    assert fake.calls == [LVS + ["-S", "lv_name=lv-one-7-0", VG], ["/sbin/lvchange", "-an", f"{VG}/lv-one-7-0"]]
+    with pytest.raises(CommandExecutionError, match="lv-one-99-0 not found"):
+        gfs2clvm.lv_deactivate("lv-one-99-0")
+    assert len(fake.writes()) == 1
 
 
 # ---------------------------------------------------------------- snapshot / resize
@@ -460,15 +476,19 @@ def test_sudo_prefix(fake, conf):
 @pytest.mark.parametrize("euid,prefix", [(0, []), (1000, ["sudo", "-n"])])
 def test_sudo_auto(fake, conf, euid, prefix):
     conf.update(sudo="auto", lvm_bin="/usr/sbin")
+    fake.lvs("lvs_all.json")
     with patch.object(gfs2clvm.os, "geteuid", return_value=euid):
-        gfs2clvm.lv_deactivate("lv-one-1-0")
-    assert fake.calls == [prefix + ["/usr/sbin/lvchange", "-an", f"{VG}/lv-one-1-0"]]
+        gfs2clvm.lv_deactivate("lv-one-9-0")
+    assert fake.calls == [
+        prefix + ["/usr/sbin/lvs"] + LVS[1:] + ["-S", "lv_name=lv-one-9-0", VG],
+        prefix + ["/usr/sbin/lvchange", "-an", f"{VG}/lv-one-9-0"],
+    ]
 
 
 def test_sudo_refusal_is_explained(fake, conf):
     conf["sudo"] = True
-    fake.answer("lvchange", rc=1, stderr="sudo: a password is required\n")
-    with pytest.raises(CommandExecutionError, match=r"^lvchange failed \(rc 1\): sudo: a password is required \(is there a NOPASSWD sudoers rule for /sbin/lvchange\?\)$"):
+    fake.answer("lvs", rc=1, stderr="sudo: a password is required\n")
+    with pytest.raises(CommandExecutionError, match=r"^lvs failed \(rc 1\): sudo: a password is required \(is there a NOPASSWD sudoers rule for /sbin/lvs\?\)$"):
         gfs2clvm.lv_deactivate("lv-one-1-0")
 
 

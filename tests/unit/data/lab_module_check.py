@@ -100,7 +100,7 @@ r = call("lv_activate", "lv-one-2-0-s1")
 ok("thin snapshot activates (-K)", isinstance(r, dict) and call("lv_info", "lv-one-2-0-s1")["active"])
 call("lv_deactivate", "lv-one-2-0")
 r = call("lv_activate", "lv-one-2-0", mode="shared")
-ok("thin shared activation refused with LVM's line", isinstance(r, CommandExecutionError) and "Shared activation not compatible" in str(r))
+ok("thin shared activation refused before lvchange", isinstance(r, CommandExecutionError) and "thin LVs only exclusively" in str(r))
 call("lv_activate", "lv-one-2-0")
 # open LV guards
 holder = subprocess.Popen(["sleep", "300"], stdin=open(f"/dev/{VG}/lv-one-1-0", "rb"))
