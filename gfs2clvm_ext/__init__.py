@@ -11,11 +11,19 @@ import os
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _dir(kind):
+    """``kind`` as installed by pip, or in the source checkout when run from it."""
+    installed = os.path.join(_HERE, kind)
+    if os.path.isdir(installed):
+        return installed
+    return os.path.join(os.path.dirname(_HERE), kind)
+
+
 def get_module_dirs():
     """Directories holding the gfs2clvm execution modules."""
-    return [os.path.join(_HERE, "_modules")]
+    return [_dir("_modules")]
 
 
 def get_states_dirs():
     """Directories holding the gfs2clvm state modules."""
-    return [os.path.join(_HERE, "_states")]
+    return [_dir("_states")]

@@ -198,7 +198,8 @@ class SaltSSH:
                 "set_path": SET_PATH,
                 # One thin dir per set-up: ext_mods unpacked by the provisioning set-up
                 # must never shadow the modules the driver set-up finds in module_dirs.
-                "thin_dir": f"/var/tmp/.gfs2clvm-it-{cfg.name}-{login}",
+                # Per session too: concurrent sessions must not unpack into one thin dir.
+                "thin_dir": self.thin_dir(cfg.name, login),
                 "minion_opts": {"gfs2clvm": self.module_config(who), **extra_opts},
             }
         (cfg / "roster").write_text(yaml.safe_dump(roster))
@@ -216,6 +217,9 @@ class SaltSSH:
             "group": login,
         }
 
+    def thin_dir(self, setup, login):
+        return f"/var/tmp/.gfs2clvm-it-{self.base.name}-{setup}-{login}"
+
     def warm_up(self):
         """Deploy the salt thin on every target once, so later calls are warm."""
         for who in self.targets:
@@ -228,6 +232,9 @@ class SaltSSH:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        for setup in (self.config_dir.name, self.driver_config_dir.name):
+            for login in ("root", UNPRIV_USER):
+                shutil.rmtree(self.thin_dir(setup, login), ignore_errors=True)
 
     # -- use -------------------------------------------------------------
     def target(self, user="root"):
