@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         return 2
     transport = SshTransport.from_lab_dir(lab_dir)
     nodes = list(transport.nodes)
-    missing = wait_ready(transport, timeout=30)
+    missing = wait_ready(transport)
     if missing:
         transport.close()
         print(f"onesim: lab nodes do not answer ssh: {', '.join(missing)}", file=sys.stderr)

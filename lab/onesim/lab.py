@@ -87,7 +87,7 @@ class SshTransport:
 
     def _mux_opts(self):
         return ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
-                "-o", "ControlPersist=120"]
+                "-o", "ControlPersist=900"]
 
     def close(self):
         """End the master connections this transport started (``ssh -O exit``)."""
@@ -133,7 +133,7 @@ class SshHypervisor:
     """The VMM driver's part, done with plain ssh as ``user`` (oneadmin, as KVM runs)."""
 
     def __init__(self, transport: SshTransport, oned=None, user="oneadmin", checkpoint_size=65536,
-                 ready_timeout=60):
+                 ready_timeout=300):
         self.t = transport
         self.oned = oned  # set by the caller after Oned() is built (system_dir)
         self.user = user
@@ -475,12 +475,20 @@ class LabChecker:
         return check
 
 
-def wait_ready(transport: SshTransport, timeout=60) -> list[str]:
-    """Nodes that do not answer ``true`` over ssh within ``timeout``."""
+def wait_ready(transport: SshTransport, timeout=180) -> list[str]:
+    """Nodes that do not answer ``true`` over ssh within ``timeout`` (a busy TCG guest
+    can take a minute for one ssh handshake)."""
     deadline = time.monotonic() + timeout
+
+    def answers(node):
+        try:
+            return transport.run(node, ["true"], timeout=max(10, deadline - time.monotonic())).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
     missing = list(transport.nodes)
     while missing and time.monotonic() < deadline:
-        missing = [n for n in missing if transport.run(n, ["true"], timeout=30).returncode != 0]
+        missing = [n for n in missing if not answers(n)]
         if missing:
             time.sleep(2)
     return missing
