@@ -189,8 +189,13 @@ def _lab_env():
     return env
 
 
+_FAILED = []  # why the lab did not come up: tried once per session, not once per test
+
+
 @pytest.fixture(scope="session")
 def lab():
+    if _FAILED:
+        pytest.fail(_FAILED[0], pytrace=False)
     env = _lab_env()
     keep = env.get("LAB_KEEP") == "1"
     handle = Lab(env["LAB_DIR"], env)
@@ -212,7 +217,8 @@ def lab():
                 handle.lab_sh("down", timeout=120)
             except LabError:
                 pass
-        pytest.fail(f"the lab did not come up: {err}", pytrace=False)
+        _FAILED.append(f"the lab did not come up: {err}")
+        pytest.fail(_FAILED[0], pytrace=False)
     yield handle
     try:
         (handle.dir / "timings.json").write_text(json.dumps(handle.timings, indent=1) + "\n")
