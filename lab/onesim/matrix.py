@@ -219,7 +219,7 @@ class Matrix:
             Step("shutdown", "VM C on node 2 with the datablock (LN) writes, terminate (MVDS, DELETE)",
                  shutdown, ("datablock",), verify_images=("data",)),
             Step("persistence", "VM D on node 1: image clone + the datablock (LN) holds C's writes",
-                 persistence, ("shutdown",)),
+                 persistence, ("shutdown", "import")),
             Step("delete", "D recover --delete (DELETE each disk, DELETE dir); the datablock survives",
                  delete, ("persistence",), verify_images=("data",)),
             Step("cleanup", "delete every image (RM); nothing left behind", cleanup, always=True),

@@ -321,3 +321,15 @@ def test_docs_matrix_table_matches_the_simulator(fake):  # noqa: F811
                 fe_host="fe", fe_dir=fake.tmp / "fe")
     results = run(Matrix(oned, ["node1", "node2"], fake.tmp / "work", seed=3), out=io.StringIO())
     assert rows == {r.step.name: compact([c.action for c in r.calls]) or "-" for r in results}
+
+
+@pytest.mark.parametrize("name", [s.name for s in Matrix(
+    Oned(None, hosts=["node1", "node2"]), ["node1", "node2"], "/nonexistent").steps])
+def test_each_step_runs_alone_with_what_it_needs(name, tmp_path):
+    """--steps NAME pulls in every step whose objects NAME uses (dry run, no driver)."""
+    from onesim.__main__ import DryRunDriver
+
+    oned = Oned(DryRunDriver(), SavingHypervisor(), hosts=["node1", "node2"], fe_host="fe", fe_dir=tmp_path / "fe")
+    out = io.StringIO()
+    results = run(Matrix(oned, ["node1", "node2"], tmp_path / "work", seed=5), [name], out=out)
+    assert all(r.ok for r in results), out.getvalue()
