@@ -1,18 +1,39 @@
 #!/usr/bin/env python3
-"""gfs2clvm benchmarks: ratios against dd / qemu-img / plain ssh, measured in one run.
+# SPDX-License-Identifier: Apache-2.0
+"""gfs2clvm benchmarks: a table of ratios, every baseline measured in the same run.
 
-Usage (as root, after ``bash .ci/setup``)::
+Run as root after ``bash .ci/setup``::
 
-    .venv/bin/python bench/run.py [--repeat N] [--size-mb MB] [--only copy,latency] [--markdown FILE]
+    .venv/bin/python bench/run.py                      # latency, copy, actions (host only)
+    .venv/bin/python bench/run.py --only lab           # the qemu lab (LAB_DIR / LAB_PORT_BASE)
+    .venv/bin/python bench/run.py --only latency --repeat 9 --markdown out.md
 
-Nothing here is a pass/fail test of wall time: every row is a ratio against a
-baseline measured on the same machine, in the same run, on the same data.
+Sections (``--only``, comma separated; default ``latency,copy,actions``):
+
+latency   ssh ``true`` (new / multiplexed connection), a naive warm salt-ssh call
+          (modules shipped from file_roots), the driver's set-up (modules deployed
+          on the worker), and the driver set-up through gfs2clvm_driver.transport
+          (salt-ssh in-process, a fresh Python per call like a real action);
+          cold start (new front-end + new worker; new worker only).
+copy      gfs2clvm.copy vs ``dd bs=4M oflag=direct`` on the same files: dense,
+          10 %-allocated raw, qcow2; destination compared byte for byte.
+actions   the real TM executables (context, delete of a VM directory) against a
+          local sshd, with the driver's subprocess and with the transport wired in.
+lab       needs a running lab (``lab/lab.sh up 1``; LAB_DIR, LAB_PORT_BASE): copy
+          LV->LV vs dd, thin clone 64 MiB vs 4 GiB, vm_disks/vm_delete with 1 vs
+          200 VMs' disks in the VG, the seed's method (one ssh per step, sleep 3
+          after lvcreate) vs the driver for clone + delete of a 64 MiB disk.
+
+Cases of a section are interleaved (round-robin, ``--repeat`` rounds, median), so
+machine load hits them alike.  Nothing here is a pass/fail test of wall time:
+each row is value, baseline, ratio, target and whether the target is met.
 """
 
 import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,178 +43,354 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tm_commands" / "lib"))
 
+import yaml  # noqa: E402
 from saltssh_env import SaltSSH  # noqa: E402  pylint: disable=wrong-import-position
 
+PY = sys.executable
+TM = REPO / "tm_commands" / "tm" / "gfs2clvm"
+ACTION_RUNNER = Path(__file__).with_name("action.py")
 
-def timed(argv, **kw):
+
+# --------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------
+def timed(argv, check=True, **kw):
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
     elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:6]} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{argv[:8]} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-600:]}")
     return elapsed, proc
 
 
-def median_of(n, fn):
-    samples = [fn() for _ in range(n)]
-    return statistics.median(samples), min(samples)
+def interleaved(cases, repeat):
+    """Run every case once per round, ``repeat`` rounds; {name: median seconds}."""
+    samples = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            samples[name].append(fn())
+    return {name: statistics.median(vals) for name, vals in samples.items()}, samples
 
 
 class Table:
     def __init__(self):
         self.rows = []
 
-    def add(self, section, case, value, baseline=None, target=None, unit="s"):
-        ratio = None if baseline in (None, 0) else value / baseline
-        self.rows.append(
-            {"section": section, "case": case, "value": value, "unit": unit,
-             "baseline": baseline, "ratio": ratio, "target": target}
-        )
-        print(f"  {case:<58} {value:9.3f} {unit:<4}"
-              + (f" ratio {ratio:6.2f}" if ratio is not None else "")
-              + (f"  target {target}" if target else ""), flush=True)
+    def add(self, section, case, value, baseline=None, target=None, met=None, unit="s", note=""):
+        ratio = None if baseline in (None, 0) or value is None else value / baseline
+        verdict = None if met is None or ratio is None else bool(met(ratio))
+        row = {"section": section, "case": case, "value": value, "unit": unit, "baseline": baseline,
+               "ratio": ratio, "target": target, "met": verdict, "note": note}
+        self.rows.append(row)
+        print(f"  {case:<62} {_fmt(value):>9} {unit:<4}"
+              + (f" base {_fmt(baseline):>8} ratio {ratio:6.2f}" if ratio is not None else "")
+              + (f"  target {target}" if target else "")
+              + ("" if verdict is None else ("  MET" if verdict else "  NOT MET")), flush=True)
 
     def markdown(self):
-        out = ["| section | case | value | ratio to baseline | target |", "|---|---|---|---|---|"]
+        out = ["| section | case | value | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
         for r in self.rows:
             ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-            out.append(f"| {r['section']} | {r['case']} | {r['value']:.3f} {r['unit']} | {ratio} | {r['target'] or ''} |")
+            met = {None: "", True: "met", False: "**not met**"}[r["met"]]
+            out.append(f"| {r['section']} | {r['case']} | {_fmt(r['value'])} {r['unit']} | "
+                       f"{_fmt(r['baseline'])} | {ratio} | {r['target'] or ''} | {met} |")
         return "\n".join(out)
 
 
-def make_sparse(path, size_mb, allocated_pct, seed=1):
-    """A file of size_mb with allocated_pct % of its 4 MiB chunks holding random data."""
-    chunk = 4 << 20
-    nchunks = size_mb // 4
-    step = max(1, round(100 / allocated_pct)) if allocated_pct < 100 else 1
-    with open(path, "wb") as f:
-        f.truncate(size_mb << 20)
-        data = os.urandom(chunk)
-        for i in range(0, nchunks, step):
-            f.seek(i * chunk)
-            f.write(data)
-    return path
+def _fmt(value):
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def load():
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def drop_caches():
     subprocess.run(["sync"], check=False)
     try:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
     except OSError:
-        pass
+        return False
 
 
-def bench_copy(table, env, work, size_mb, repeat):
-    """gfs2clvm.copy vs dd bs=4M oflag=direct, on the same source/destination pair."""
-    print("copy (host files):", flush=True)
-    for label, pct in (("dense", 100), ("10%-allocated", 10)):
-        src = make_sparse(work / f"src-{pct}.raw", size_mb, pct)
-        dst = work / f"dst-{pct}.raw"
+# --------------------------------------------------------------------------
+# the local sshd + salt-ssh (private thin dirs: nothing shared with test sessions)
+# --------------------------------------------------------------------------
+class BenchSaltSSH(SaltSSH):
+    """The integration tier's set-up with thin dirs of this run only (cold start measurable)."""
 
-        def run_dd():
-            dst.unlink(missing_ok=True)
-            drop_caches()
-            t, _ = timed(["dd", f"if={src}", f"of={dst}", "bs=4M", "oflag=direct", "status=none"])
-            return t
+    def _write_one_config(self, cfg, saltfile, file_roots, extra_opts):
+        super()._write_one_config(cfg, saltfile, file_roots, extra_opts)
+        roster = yaml.safe_load((cfg / "roster").read_text())
+        for entry in roster.values():
+            entry["thin_dir"] += f"-bench{os.getpid()}"
+        (cfg / "roster").write_text(yaml.safe_dump(roster))
 
-        def run_copy():
-            dst.unlink(missing_ok=True)
-            drop_caches()
-            rc, data, err = env.call("gfs2clvm.copy", str(src), str(dst))
-            if rc != 0:
-                raise RuntimeError(f"gfs2clvm.copy failed: {data} {err}")
-            return float(data["seconds"])
+    def thin_dirs(self):
+        for cfg in (self.config_dir, self.driver_config_dir):
+            for entry in yaml.safe_load((cfg / "roster").read_text()).values():
+                yield entry["thin_dir"]
 
-        dd_t, _ = median_of(repeat, run_dd)
-        cp_t, _ = median_of(repeat, run_copy)
-        subprocess.run(["cmp", str(src), str(dst)], check=True)
-        table.add("copy", f"dd bs=4M oflag=direct, {label} {size_mb} MiB", dd_t)
-        target = ">= 0.95x dd speed (ratio <= 1.05)" if pct == 100 else ">= 5x faster (ratio <= 0.2)"
-        table.add("copy", f"gfs2clvm.copy, {label} {size_mb} MiB (time in module)", cp_t, dd_t, target)
+    def argv(self, saltfile, target, fun, *args):
+        from gfs2clvm_driver import saltssh as drv  # pylint: disable=import-outside-toplevel
 
-    qcow = work / "src.qcow2"
-    timed(["qemu-img", "convert", "-O", "qcow2", str(work / "src-10.raw"), str(qcow)])
-    dst = work / "dst-qcow.raw"
-
-    def run_qemu_img():
-        dst.unlink(missing_ok=True)
-        drop_caches()
-        t, _ = timed(["qemu-img", "convert", "-O", "raw", str(qcow), str(dst)])
-        return t
-
-    def run_copy_qcow():
-        dst.unlink(missing_ok=True)
-        drop_caches()
-        rc, data, err = env.call("gfs2clvm.copy", str(qcow), str(dst), fmt="qcow2")
-        if rc != 0:
-            raise RuntimeError(f"gfs2clvm.copy qcow2 failed: {data} {err}")
-        return float(data["seconds"])
-
-    qi_t, _ = median_of(repeat, run_qemu_img)
-    cq_t, _ = median_of(repeat, run_copy_qcow)
-    table.add("copy", f"qemu-img convert qcow2->raw, 10% of {size_mb} MiB", qi_t)
-    table.add("copy", "gfs2clvm.copy qcow2->raw (time in module)", cq_t, qi_t, "~1x qemu-img")
+        return drv.build_argv({"salt_ssh": self.salt_ssh, "saltfile": str(saltfile)}, [target], fun, args)
 
 
+def transport_argv(argv):
+    """A fresh Python making the call through gfs2clvm_driver.transport (as a real action would)."""
+    return [PY, "-m", "gfs2clvm_driver.transport", *argv]
+
+
+def _env_lib():
+    return dict(os.environ, PYTHONPATH=str(REPO / "tm_commands" / "lib"))
+
+
+# --------------------------------------------------------------------------
+# latency
+# --------------------------------------------------------------------------
 def bench_latency(table, env, repeat):
-    """Plain ssh vs naive salt-ssh vs the driver's tuned salt-ssh, all warm."""
-    print("latency (warm, 127.0.0.1):", flush=True)
-    ssh = ["ssh", "-i", str(env.key), "-p", str(env.port), "-o", f"UserKnownHostsFile={env.known_hosts}",
-           "-o", "BatchMode=yes", f"{env.user.pw_name}@127.0.0.1"]
-    ssh_t, _ = median_of(repeat, lambda: timed(ssh + ["true"])[0])
-    table.add("latency", "ssh true (new connection)", ssh_t)
-    fun = ["gfs2clvm.name_vm", "42", "0"]
-    target = env.target("unpriv")
+    print(f"latency (127.0.0.1, load {load()}):", flush=True)
+    sec = "latency"
+    user = env.target("unpriv")
+    fun = ("gfs2clvm.name_vm", 42, 0)
+    naive = env.argv(env.saltfile, user, *fun)
+    driver = env.argv(env.driver_saltfile, user, *fun)
+    root_driver = env.argv(env.driver_saltfile, env.target("root"), *fun)
+    cold1, _ = timed(transport_argv(driver), env=_env_lib())
+    cold2, _ = timed(transport_argv(root_driver), env=_env_lib())
+    cold_naive, _ = timed(naive)
+    cm = tempfile.mkdtemp(prefix="h8cm-", dir="/tmp")
+    os.chmod(cm, 0o700)
+    ssh = ["ssh", "-F", "/dev/null", "-i", str(env.key), "-p", str(env.port), "-o", "BatchMode=yes",
+           "-o", f"UserKnownHostsFile={env.known_hosts}", "-o", "StrictHostKeyChecking=yes", "-l", "gfs2ci",
+           "127.0.0.1"]
+    mux = ssh[:1] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={cm}/%C", "-o", "ControlPersist=60"] + ssh[1:]
+    timed(mux + ["true"])
+    tenv = dict(_env_lib(), GFS2CLVM_SSH_CM_DIR=cm)
+    timed(transport_argv(driver), env=tenv)  # the transport's master
+    cases = {
+        "ssh": lambda: timed(ssh + ["true"])[0],
+        "ssh_mux": lambda: timed(mux + ["true"])[0],
+        "naive": lambda: timed(naive)[0],
+        "driver": lambda: timed(driver)[0],
+        "transport": lambda: timed(transport_argv(driver), env=tenv)[0],
+        "transport_nomux": lambda: timed(transport_argv(driver), env=dict(tenv, GFS2CLVM_SSH_MUX="0"))[0],
+    }
+    med, samples = interleaved(cases, repeat)
+    subprocess.run(["ssh", "-o", f"ControlPath={cm}/%C", "-O", "exit", "-p", str(env.port), "127.0.0.1"],
+                   capture_output=True, check=False)
+    table.add(sec, "ssh true, new connection", med["ssh"])
+    table.add(sec, "ssh true, multiplexed (ControlMaster)", med["ssh_mux"], med["ssh"])
+    table.add(sec, "naive warm salt-ssh (modules shipped from file_roots)", med["naive"], med["ssh"],
+              note="baseline of the rows below")
+    table.add(sec, "driver set-up: modules on the worker, salt-ssh subprocess", med["driver"], med["naive"],
+              "<= 0.55x naive", lambda r: r <= 0.55)
+    table.add(sec, "driver set-up + transport (in-process, no ssh mux)", med["transport_nomux"], med["naive"],
+              "<= 0.55x naive", lambda r: r <= 0.55)
+    table.add(sec, "driver set-up + transport (in-process + ssh mux)", med["transport"], med["naive"],
+              "<= 0.55x naive", lambda r: r <= 0.55)
+    table.add(sec, "transport vs driver subprocess (same set-up)", med["transport"], med["driver"])
+    table.add(sec, "cold: new front-end + new worker (thin built + deployed)", cold1, med["transport"])
+    table.add(sec, "cold: new worker (thin deployed)", cold2, med["transport"],
+              note="gfs2clvm-host add pre-pays it at enrolment")
+    table.add(sec, "cold: naive set-up, new worker", cold_naive, med["naive"])
+    return samples
 
-    def naive():
-        t, _ = timed([env.salt_ssh, "--saltfile", str(env.saltfile), "--out", "json", target, *fun])
-        return t
 
-    def driver_setup():
-        t, _ = timed([env.salt_ssh, "--saltfile", str(env.driver_saltfile), "--out", "json", target, *fun])
-        return t
+# --------------------------------------------------------------------------
+# copy (host files)
+# --------------------------------------------------------------------------
+def make_sparse(path, size_mb, allocated_pct):
+    """size_mb file whose allocated_pct % of 4 MiB chunks hold random data, the rest holes."""
+    chunk = 4 << 20
+    step = max(1, round(100 / allocated_pct))
+    with open(path, "wb") as handle:
+        handle.truncate(size_mb << 20)
+        data = os.urandom(chunk)
+        for i in range(0, size_mb // 4, step):
+            handle.seek(i * chunk)
+            handle.write(data)
+    return path
 
-    naive()
-    driver_setup()
-    naive_t, _ = median_of(repeat, naive)
-    table.add("latency", "naive salt-ssh (modules shipped from file_roots)", naive_t, ssh_t)
-    drv_t, _ = median_of(repeat, driver_setup)
-    table.add("latency", "salt-ssh, modules deployed on worker (module_dirs)", drv_t, naive_t, "<= 0.55x naive")
+
+def bench_copy(table, env, size_mb, repeat):
+    print(f"copy (host files, {size_mb} MiB, load {load()}):", flush=True)
+    sec = "copy"
+    work = env.mountpoints["root"] / "bench-copy"
+    work.mkdir(exist_ok=True)
+    target = env.target("root")
+    caches = drop_caches()
+    srcs = {
+        "dense": make_sparse(work / "dense.raw", size_mb, 100),
+        "sparse10": make_sparse(work / "sparse10.raw", size_mb, 10),
+    }
+    srcs["qcow2"] = work / "sparse10.qcow2"
+    timed(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(srcs["sparse10"]), str(srcs["qcow2"])])
+    dst = work / "dst.raw"
+
+    def dd(src):
+        def run():
+            dst.unlink(missing_ok=True)
+            drop_caches()
+            return timed(["dd", f"if={src}", f"of={dst}", "bs=4M", "oflag=direct", "status=none"])[0]
+        return run
+
+    def module_copy(src, fmt):
+        def run():
+            dst.unlink(missing_ok=True)
+            drop_caches()
+            argv = env.argv(env.driver_saltfile, target, "gfs2clvm.copy", str(src), str(dst), *(() if fmt == "raw" else ()))
+            if fmt != "raw":
+                argv.append(f"fmt={json.dumps(fmt)}")
+            _, proc = timed(transport_argv(argv), env=_env_lib())
+            data = json.loads(proc.stdout)[target]
+            if not isinstance(data, dict) or "seconds" not in data:
+                raise RuntimeError(f"gfs2clvm.copy failed: {data}")
+            identical = subprocess.run(["cmp", "-s", str(srcs['sparse10'] if fmt == 'qcow2' else src), str(dst)],
+                                       check=False).returncode == 0
+            if not identical:
+                raise RuntimeError(f"gfs2clvm.copy {src} -> {dst}: destination differs")
+            return float(data["seconds"])
+        return run
+
+    def qemu_img():
+        dst.unlink(missing_ok=True)
+        drop_caches()
+        return timed(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(srcs["qcow2"]), str(dst)])[0]
+
+    cases = {
+        "dd_dense": dd(srcs["dense"]), "copy_dense": module_copy(srcs["dense"], "raw"),
+        "dd_sparse": dd(srcs["sparse10"]), "copy_sparse": module_copy(srcs["sparse10"], "raw"),
+        "qemu_img": qemu_img, "copy_qcow2": module_copy(srcs["qcow2"], "qcow2"),
+    }
+    med, samples = interleaved(cases, repeat)
+    note = "" if caches else "page cache not dropped (no permission)"
+    table.add(sec, f"dd bs=4M oflag=direct, dense {size_mb} MiB", med["dd_dense"], note=note)
+    table.add(sec, "gfs2clvm.copy dense (time in module); ratio = dd time / copy time", med["dd_dense"] / med["copy_dense"],
+              None, unit="x")
+    table.add(sec, "gfs2clvm.copy dense, time vs dd", med["copy_dense"], med["dd_dense"],
+              ">= 0.95x dd speed (ratio <= 1.053)", lambda r: r <= 1 / 0.95)
+    table.add(sec, f"dd bs=4M oflag=direct, 10%-allocated raw {size_mb} MiB", med["dd_sparse"])
+    table.add(sec, "gfs2clvm.copy 10%-allocated raw, time vs dd", med["copy_sparse"], med["dd_sparse"],
+              ">= 5x faster (ratio <= 0.2)", lambda r: r <= 0.2)
+    table.add(sec, "gfs2clvm.copy qcow2 (10% allocated) -> raw, time vs dd of the raw", med["copy_qcow2"],
+              med["dd_sparse"], ">= 5x faster (ratio <= 0.2)", lambda r: r <= 0.2)
+    table.add(sec, "qemu-img convert qcow2 -> raw (reference)", med["qemu_img"], med["dd_sparse"])
+    table.add(sec, "gfs2clvm.copy qcow2 -> raw vs qemu-img convert", med["copy_qcow2"], med["qemu_img"])
+    shutil.rmtree(work, ignore_errors=True)
+    return samples
 
 
+# --------------------------------------------------------------------------
+# actions (real executables, host: no LVM needed)
+# --------------------------------------------------------------------------
+def bench_actions(table, env, repeat):
+    print(f"actions (real executables, local sshd, load {load()}):", flush=True)
+    sec = "actions"
+    work = Path(tempfile.mkdtemp(prefix="h8-actions-", dir="/tmp"))
+    mp = env.mountpoints["unpriv"]
+    conf = env.driver_conf(work / "gfs2clvm.conf", mountpoint=str(mp), mount_check="none",
+                           frontend_hosts=["the-front-end"], timeout=600)
+    ctx = work / "context.sh"
+    ctx.write_text("ETH0_IP='10.0.0.42'\nHOSTNAME='vm42'\n")
+    host = env.target("unpriv")
+    cm = work / "cm"
+    cm.mkdir(mode=0o700)
+    base_env = dict(os.environ, GFS2CLVM_CONF=str(conf), GFS2CLVM_SSH_CM_DIR=str(cm))
+    counter = iter(range(1000, 100000))
+
+    def action(name, args, wired):
+        argv = [PY, str(ACTION_RUNNER), "--transport" if wired else "--subprocess", str(TM / name), *map(str, args)]
+        return timed(argv, env=base_env)[0]
+
+    def context(wired):
+        def run():
+            vmid = next(counter)
+            return action("context", [ctx, f"{host}:{mp}/datastores/0/{vmid}/disk.1", vmid, 0], wired)
+        return run
+
+    def delete(wired):
+        def run():
+            vmid = next(counter)
+            vmdir = mp / "datastores" / "0" / str(vmid)
+            vmdir.mkdir(parents=True)
+            (vmdir / "deployment.0").write_text("x")
+            subprocess.run(["chown", "-R", "gfs2ci:gfs2ci", str(mp / "datastores")], check=True)
+            return action("delete", [f"{host}:{vmdir}", vmid, 0], wired)
+        return run
+
+    context(True)()  # the transport's ssh master
+    cases = {"context_sub": context(False), "context_tr": context(True),
+             "delete_sub": delete(False), "delete_tr": delete(True)}
+    med, samples = interleaved(cases, repeat)
+    for name in ("context", "delete"):
+        table.add(sec, f"{name}: executable, salt-ssh subprocess (saltssh.py today)", med[f"{name}_sub"])
+        table.add(sec, f"{name}: executable + transport wired in", med[f"{name}_tr"], med[f"{name}_sub"])
+    shutil.rmtree(work, ignore_errors=True)
+    return samples
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--size-mb", type=int, default=512)
-    ap.add_argument("--only", default="latency,copy")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=7, help="rounds per section (median; default 7)")
+    ap.add_argument("--size-mb", type=int, default=256, help="image size of the host copy cases (default 256)")
+    ap.add_argument("--only", default="latency,copy,actions", help="sections: latency,copy,actions,lab")
     ap.add_argument("--markdown", help="also write the table (markdown) to this file")
-    ap.add_argument("--json", help="also write the rows (JSON) to this file")
+    ap.add_argument("--json", help="also write the rows and raw samples (JSON) to this file")
     args = ap.parse_args(argv)
-    only = set(args.only.split(","))
+    only = [s for s in args.only.split(",") if s]
+    unknown = set(only) - {"latency", "copy", "actions", "lab"}
+    if unknown:
+        ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if os.geteuid() != 0:
+        ap.error("run as root (private sshd on 127.0.0.1, a test user, dropping caches)")
     table = Table()
-    with tempfile.TemporaryDirectory(prefix="gfs2clvm-bench-", dir="/var/tmp") as tmp:
-        work = Path(tmp)
-        env = SaltSSH(Path(tempfile.mkdtemp(prefix="gfs2clvm-bench-ssh-", dir="/tmp")))
+    started, load_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load()
+    samples = {}
+    host_sections = [s for s in only if s != "lab"]
+    if host_sections:
+        env = BenchSaltSSH(Path(tempfile.mkdtemp(prefix="gfs2clvm-bench-", dir="/tmp")))
         env.start()
         try:
-            env.warm_up()
             if "latency" in only:
-                bench_latency(table, env, args.repeat)
+                samples["latency"] = bench_latency(table, env, args.repeat)
+            env.warm_up()
             if "copy" in only:
-                bench_copy(table, env, work, args.size_mb, args.repeat)
+                samples["copy"] = bench_copy(table, env, args.size_mb, args.repeat)
+            if "actions" in only:
+                samples["actions"] = bench_actions(table, env, args.repeat)
         finally:
             env.stop()
-    header = (f"Machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-              f"kernel {platform.release()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+            for thin in env.thin_dirs():
+                subprocess.run(["rm", "-rf", "--one-file-system", thin], check=False)
+            shutil.rmtree(env.base, ignore_errors=True)
+    if "lab" in only:
+        import lab_bench  # pylint: disable=import-outside-toplevel
+
+        samples["lab"] = lab_bench.bench_lab(table, args.repeat, timed, interleaved, load)
+    header = (f"Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+              f"kernel {platform.release()}, Python {platform.python_version()}. Run {started} "
+              f"-> {time.strftime('%H:%M UTC', time.gmtime())}; load average (1/5/15 min) at start {load_start}, "
+              f"at end {load()}; --repeat {args.repeat} (interleaved rounds, medians).")
     md = header + "\n\n" + table.markdown() + "\n"
     print("\n" + md)
     if args.markdown:
         Path(args.markdown).write_text(md)
     if args.json:
-        Path(args.json).write_text(json.dumps(table.rows, indent=1))
+        Path(args.json).write_text(json.dumps({"header": header, "rows": table.rows, "samples": samples}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

@@ -26,6 +26,7 @@ things make the call cheaper, none of them changes what Salt does:
   the same worker within a minute skips the ssh handshake.  The directory is
   ``$GFS2CLVM_SSH_CM_DIR`` or ``<tmp>/gfs2clvm-cm-<uid>``, created 0700 and
   refused unless it is a real directory owned by this user and closed to others.
+  ``GFS2CLVM_SSH_MUX=0`` leaves multiplexing out.
 
 Everything is scoped to the call: file descriptors 0/1/2, ``sys.std*``, the three
 ``time`` names, the root logger, Salt's logging set-up, ``sys.excepthook``, the
@@ -57,6 +58,7 @@ STEP = 0.005  # poll step of those sleeps
 CM_PERSIST = 60
 ENV_MODE = "GFS2CLVM_TRANSPORT"  # "subprocess" forces the subprocess, "inprocess" forbids it
 ENV_CM_DIR = "GFS2CLVM_SSH_CM_DIR"
+ENV_MUX = "GFS2CLVM_SSH_MUX"  # "0": no ssh multiplexing added
 PATCHED_MODULES = ("salt.utils.vt", "salt.client.ssh", "salt.client.ssh.shell")
 
 
@@ -204,8 +206,10 @@ def _import_salt():
 # --------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------
-def run(argv, timeout=None, multiplex=True):
+def run(argv, timeout=None, multiplex=None):
     """One salt-ssh call; returns ``(returncode, stdout, stderr)``.
+
+    ``multiplex``: add the ssh multiplexing options (default: unless ``GFS2CLVM_SSH_MUX=0``).
 
     Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds and
     ``FileNotFoundError`` when the salt-ssh of ``argv[0]`` does not exist, like
@@ -226,7 +230,9 @@ def run_subprocess(argv, timeout=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def run_in_process(argv, timeout=None, multiplex=True):
+def run_in_process(argv, timeout=None, multiplex=None):
+    if multiplex is None:
+        multiplex = os.environ.get(ENV_MUX, "1") != "0"
     with _captured() as out, _restored_state(), fast_sleeps():
         # optparse names the program (usage text, the Saltfile's "salt-ssh:" section) after sys.argv[0]
         saved_argv, sys.argv = sys.argv, list(argv)
