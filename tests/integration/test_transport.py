@@ -6,8 +6,10 @@ driver's failure mapping reads both alike.  Multiplexing: the second call reuses
 the first call's ssh connection."""
 
 import json
+import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -20,11 +22,14 @@ from gfs2clvm_driver import transport  # noqa: E402
 
 
 @pytest.fixture()
-def cm_dir(tmp_path, monkeypatch):
-    path = tmp_path / "cm"
+def cm_dir(monkeypatch):
+    path = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp"))  # short: a socket path has 107 bytes at most
     monkeypatch.setenv(transport.ENV_CM_DIR, str(path))
     monkeypatch.delenv(transport.ENV_MODE, raising=False)
-    return path
+    yield path
+    for sock in path.iterdir():
+        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, check=False)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

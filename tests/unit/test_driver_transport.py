@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,12 +70,18 @@ def test_fast_sleeps_is_scoped_to_the_block():
 
 
 # -- ssh multiplexing ---------------------------------------------------------
-def test_mux_options_in_a_private_dir(tmp_path, monkeypatch):
-    cm = tmp_path / "cm"
+def test_mux_options_in_a_private_dir(monkeypatch):
+    cm = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp")) / "cm"
     monkeypatch.setenv(transport.ENV_CM_DIR, str(cm))
     opts = transport.mux_options([])
     assert opts == ["ControlMaster=auto", f"ControlPath={cm}/%C", "ControlPersist=60"]
     assert cm.stat().st_mode & 0o777 == 0o700
+
+
+def test_no_mux_when_the_socket_path_would_be_too_long(tmp_path, monkeypatch):
+    cm = tmp_path / ("x" * 60)
+    monkeypatch.setenv(transport.ENV_CM_DIR, str(cm))
+    assert transport.mux_options([]) == []
 
 
 @pytest.mark.parametrize("existing", [["ControlPath=/x/%C"], ["controlmaster=no"], ["ControlPersist=5"]])
@@ -172,6 +179,27 @@ def test_the_process_is_left_as_it_was(monkeypatch, tmp_path):
              sys.stdin, sys.stdout, sys.stderr, list(sys.argv))
     assert after == before
     assert os.umask(umask) == umask
+
+
+def test_salt_logging_already_set_up_is_kept_apart(monkeypatch, tmp_path):
+    """A process where Salt's logging is set up (pytest-salt-factories) keeps it; the call's
+    records do not land in its handlers."""
+    import salt._logging.impl as impl
+
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    import logging.handlers as lh
+
+    mine = lh.MemoryHandler(1000, flushLevel=100)
+    root.addHandler(mine)
+    try:
+        before = impl.__dict__.get("setup_temp_handler").__dict__.get("__handler__")
+        code, _, err = transport.run_in_process([SALT_SSH, "--saltfile", "/nonexistent", "x", "y"])
+        assert code != 0 and err
+        assert impl.setup_temp_handler.__dict__.get("__handler__") is before
+        assert not [r for r in mine.buffer if "Saltfile" in r.getMessage() or "does not exist" in r.getMessage()]
+    finally:
+        root.removeHandler(mine)
     assert os.fstat(1) and os.fstat(2)
 
 

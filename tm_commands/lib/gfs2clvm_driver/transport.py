@@ -141,7 +141,11 @@ def mux_options(existing):
     keys = {str(opt).split("=", 1)[0].strip().lower() for opt in existing or ()}
     if keys & {"controlmaster", "controlpath", "controlpersist"}:
         return []
-    return ["ControlMaster=auto", f"ControlPath={control_dir()}/%C", f"ControlPersist={CM_PERSIST}"]
+    path = control_dir()
+    # ssh binds <path>/<40 hex of %C>.<17 random chars>: a Unix socket path has 107 bytes at most
+    if len(os.fsencode(path)) + 1 + 40 + 18 > 107:
+        return []
+    return ["ControlMaster=auto", f"ControlPath={path}/%C", f"ControlPersist={CM_PERSIST}"]
 
 
 # --------------------------------------------------------------------------
@@ -335,6 +339,8 @@ def _restored_state():
     """Undo what Salt's CLI set-up changes in the process (logging, hooks, signals, umask, cwd, env)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    root.handlers[:] = []  # the call's records go to the call's handlers only
+    salt_logging = _stash_salt_logging()
     hook = sys.excepthook
     sigs = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     umask = os.umask(0o022)
@@ -345,6 +351,7 @@ def _restored_state():
         yield
     finally:
         _reset_salt_logging()
+        _unstash_salt_logging(salt_logging)
         root.handlers[:] = handlers
         root.setLevel(level)
         sys.excepthook = hook
@@ -358,6 +365,32 @@ def _restored_state():
         if dict(os.environ) != environ:
             os.environ.clear()
             os.environ.update(environ)
+
+
+_SALT_LOGGING_STATE = (("setup_temp_handler", "__handler__"), ("setup_console_handler", "__handler__"),
+                       ("setup_logfile_handler", "__handler__"), ("set_logging_options_dict", "__options_dict__"),
+                       ("set_lowest_log_level", "__log_level__"))
+
+
+def _stash_salt_logging():
+    """Take away the logging set-up Salt may already have in this process (restored afterwards)."""
+    impl = sys.modules.get("salt._logging.impl")
+    saved = {}
+    if impl is None:
+        return saved
+    for func, attr in _SALT_LOGGING_STATE:
+        holder = getattr(impl, func)
+        if attr in holder.__dict__:
+            saved[(func, attr)] = holder.__dict__.pop(attr)
+    return saved
+
+
+def _unstash_salt_logging(saved):
+    impl = sys.modules.get("salt._logging.impl")
+    if impl is None:
+        return
+    for (func, attr), value in saved.items():
+        setattr(getattr(impl, func), attr, value)
 
 
 def _reset_salt_logging():
@@ -375,10 +408,9 @@ def _reset_salt_logging():
             delattr(impl.setup_temp_handler, "__handler__")
     with contextlib.suppress(Exception):
         impl.shutdown_logging()
-    for func, attr in ((impl.set_logging_options_dict, "__options_dict__"),
-                       (impl.set_lowest_log_level, "__log_level__")):
+    for func, attr in _SALT_LOGGING_STATE:
         with contextlib.suppress(AttributeError):
-            delattr(func, attr)
+            delattr(getattr(impl, func), attr)
 
 
 class _Watchdog:
