@@ -131,6 +131,10 @@ class BenchSaltSSH(SaltSSH):
             entry["thin_dir"] += f"-bench{os.getpid()}"
         (cfg / "roster").write_text(yaml.safe_dump(roster))
 
+    def run(self, target, fun, *args, timeout=1800, saltfile=None, **kwargs):
+        # a cold thin deploy takes minutes on a loaded 2-core machine (the tests' default: 120 s)
+        return super().run(target, fun, *args, timeout=timeout, saltfile=saltfile, **kwargs)
+
     def thin_dirs(self):
         for cfg in (self.config_dir, self.driver_config_dir):
             for entry in yaml.safe_load((cfg / "roster").read_text()).values():
