@@ -1689,9 +1689,18 @@ def _check_sudo(conf):
 
 
 def _check_lvmlockd():
+    # /run/lvm is root's (0700): oneadmin, the driver's user, cannot see the
+    # socket there, but every user can read the process names in /proc.
     if os.path.exists("/run/lvm/lvmlockd.socket"):
         return True, "lvmlockd is running"
-    return False, "lvmlockd is not running (/run/lvm/lvmlockd.socket missing)"
+    for comm in glob.glob("/proc/[0-9]*/comm"):
+        try:
+            with open(comm, encoding="utf-8") as handle:
+                if handle.read().strip() == "lvmlockd":
+                    return True, f"lvmlockd is running (pid {comm.split('/')[2]})"
+        except OSError:
+            continue
+    return False, "lvmlockd is not running (no lvmlockd process, no /run/lvm/lvmlockd.socket)"
 
 
 def _check_vg(conf):
