@@ -8,7 +8,8 @@
 #   lab.sh build              initramfs + vmlinux (from /boot/vmlinuz-*) + lab ssh key
 #   lab.sh up [N]             boot N guests node1..nodeN (default 2), wait for ssh, pin host keys,
 #                             write the salt-ssh roster/Saltfile/master config (front-end side)
-#   lab.sh provision          node configuration: LAB_PROVISION=bootstrap (lab/bootstrap.sh over
+#   lab.sh provision          node configuration: LAB_PROVISION=highstate (default: the formula's
+#                             salt/gfs2clvm/worker by salt-ssh as root) or bootstrap (lab/bootstrap.sh over
 #                             ssh, default) or highstate (salt-ssh state.apply gfs2clvm.worker)
 #   lab.sh status             one line per guest; exit 0 only if every guest answers ssh
 #   lab.sh ssh [-u USER] NODE [cmd...]    plain ssh (root by default, or oneadmin)
@@ -23,7 +24,8 @@
 #   LAB_MEM        MiB per guest (default 1024)     LAB_DISK_SIZE  SAN image size (default 8G)
 #   LAB_KEEP_DISK=1  'up' keeps an existing SAN image (default: a fresh blank one per 'up')
 #   LAB_BOOT_TIMEOUT s to wait for all guests' sshd (default 360)
-#   LAB_PROVISION  bootstrap|highstate (default bootstrap)
+#   LAB_PROVISION  highstate|bootstrap (default highstate; bootstrap is the quick shell-only
+#                  stand-in, which does not install the modules the driver set-up needs)
 #   SALT_SSH       salt-ssh binary (default <repo>/.venv/bin/salt-ssh)
 set -euo pipefail
 
@@ -53,6 +55,7 @@ SALTFILE=$LAB_DIR/Saltfile
 PILLAR=$LAB_DIR/pillar
 CLUSTER=gfs2lab
 SET_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+DRIVER_MODULES=/usr/lib/gfs2clvm/_modules   # the formula's modules_dir (salt/gfs2clvm/defaults.yaml)
 INITRD_MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay"
 # what a storage node does not need; each costs 0.3-1.8 s of TCG time at boot (docs/lab.md)
 MASK="apparmor.service systemd-timesyncd.service systemd-pstore.service
@@ -137,7 +140,7 @@ qemu_args() { # NODE N RUN -> QARGS
     -nodefaults -no-user-config -display none -no-reboot
     -serial "file:$run/console.log"
     -kernel "$kernel" -initrd "$INITRD"
-    -append "console=ttyS0 loglevel=4 panic=-1 mitigations=off net.ifnames=0 systemd.unit=lab.target systemd.show_status=0"
+    -append "console=ttyS0 loglevel=4 panic=-1 mitigations=off no_timer_check net.ifnames=0 systemd.unit=lab.target systemd.show_status=0"
     -fsdev "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap"
     -device virtio-9p-pci,fsdev=fs0,mount_tag=hostroot
     -fsdev "local,id=fs1,path=$run,security_model=none,multidevs=remap"
@@ -299,7 +302,42 @@ R
   done
   mv "$SALTDIR/roster.tmp" "$SALTDIR/roster"
   printf 'salt-ssh:\n  config_dir: %s\n  log_level: warning\n' "$SALTDIR" >"$SALTFILE"
+  write_driver_salt_config
   write_pillar
+}
+
+# The driver's own salt-ssh set-up (what the front-end formula / gfs2clvm-host write): no
+# _modules in its file_roots, so a call ships nothing (salt 3008.4 would scp the ext_mods
+# tarball on every call, and concurrent calls race unpacking it in one thin dir); the
+# modules are found in module_dirs, where the worker formula installed them; its own thin dir.
+write_driver_salt_config() {
+  local node port d=$LAB_DIR/driver
+  mkdir -p "$d"/{cache,pki,run,log,empty}
+  sed -e "s|^root_dir: .*|root_dir: $d|" -e "s|^config_dir: .*|config_dir: $d|" \
+      -e "s|^cachedir: .*|cachedir: $d/cache|" -e "s|^pki_dir: .*|pki_dir: $d/pki|" \
+      -e "s|^sock_dir: .*|sock_dir: $d/run|" -e "s|^pidfile: .*|pidfile: $d/run/salt-master.pid|" \
+      -e "s|^log_file: .*|log_file: $d/log/master|" -e "s|^ssh_log_file: .*|ssh_log_file: $d/log/ssh|" \
+      -e "s|^roster_file: .*|roster_file: $d/roster|" \
+      -e "s|^    - $REPO/salt\$|    - $d/empty|" -e "\|^    - $REPO\$|d" "$SALTDIR/master" >"$d/master"
+  : >"$d/roster.tmp"
+  for node in $(nodes); do
+    port=$(cat "$VMS/$node.port")
+    cat >>"$d/roster.tmp" <<R
+$node:
+  host: 127.0.0.1
+  port: $port
+  user: oneadmin
+  priv: $KEY
+  set_path: $SET_PATH
+  thin_dir: /var/tmp/.gfs2clvm_lab_thin_driver
+  timeout: 60
+  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
+  minion_opts:
+    module_dirs: [$DRIVER_MODULES]
+R
+  done
+  mv "$d/roster.tmp" "$d/roster"
+  printf 'salt-ssh:\n  config_dir: %s\n  log_level: warning\n' "$d" >"$LAB_DIR/Saltfile.driver"
 }
 
 write_pillar() { # the lab's pillar for the formula (LAB_PROVISION=highstate)
@@ -329,7 +367,7 @@ write_pillar() { # the lab's pillar for the formula (LAB_PROVISION=highstate)
 }
 
 cmd_provision() {
-  local how=${LAB_PROVISION:-bootstrap} t0; t0=$(now)
+  local how=${LAB_PROVISION:-highstate} t0; t0=$(now)
   [ -n "$(nodes)" ] || die "no lab is up"
   case "$how" in
     bootstrap) LAB_DIR=$LAB_DIR LAB_PORT_BASE=$PORT_BASE bash "$LABSRC/bootstrap.sh" $(nodes) ;;
@@ -341,6 +379,10 @@ cmd_provision() {
       ;;
     *) die "LAB_PROVISION must be bootstrap or highstate" ;;
   esac
+  if [ "$how" = highstate ]; then # enrolment: deploy the driver set-up's thin once, in parallel
+    "$SALT_SSH" --saltfile "$LAB_DIR/Saltfile.driver" -L "$(nodes | paste -sd, -)" test.ping --out json \
+      >"$LAB_DIR/driver-thin.json" || { cat "$LAB_DIR/driver-thin.json" >&2; die "driver thin deploy failed"; }
+  fi
   echo "lab: provisioned ($how) in $(since "$t0")s"
 }
 

@@ -64,7 +64,9 @@ def lab_conf(lab_dir: Path, vg: str, out_dir: Path | None = None) -> Path:
     ssh_config.write_text("\n".join(lines) + "\n")
     conf = {
         "salt_ssh": os.environ.get("SALT_SSH", str(REPO / ".venv" / "bin" / "salt-ssh")),
-        "saltfile": str(lab_dir / "Saltfile"),
+        # the driver's own set-up (modules in module_dirs, nothing shipped per call) when
+        # the lab wrote one, else the provisioning one
+        "saltfile": str(next(f for f in (lab_dir / "Saltfile.driver", lab_dir / "Saltfile") if f.exists())),
         "vg": vg,
         "user": "oneadmin",
         "ssh_options": ["-F", str(ssh_config)],

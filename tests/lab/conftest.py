@@ -1,8 +1,8 @@
 """Lab tier: the qemu/TCG two-worker SAN cluster of ``lab/lab.sh``.
 
 The session fixture ``lab`` brings the lab up once for all lab tests -- ``lab.sh build``,
-``lab.sh up 2``, ``lab.sh provision`` (``LAB_PROVISION=bootstrap|highstate``, default
-bootstrap) -- and takes it down at the end of the session.  A lab that cannot come up
+``lab.sh up 2``, ``lab.sh provision`` (``LAB_PROVISION=highstate|bootstrap``, default
+highstate: the formula) -- and takes it down at the end of the session.  A lab that cannot come up
 (qemu missing, boot timeout, provisioning error) FAILS the tests that use it, with the
 tail of the lab's output; it is never skipped.
 
@@ -51,6 +51,13 @@ class Lab:
         self.vg = VG
         self.mountpoint = MOUNTPOINT
         self.timings = {}
+
+    @property
+    def driver_saltfile(self):
+        """The driver's salt-ssh set-up (modules in module_dirs on the workers, nothing
+        shipped per call), written by ``lab.sh up``; the provisioning one otherwise."""
+        own = self.dir / "Saltfile.driver"
+        return own if own.exists() else self.saltfile
 
     # -- lab.sh ----------------------------------------------------------------
     def lab_sh(self, *args, timeout=900):

@@ -185,7 +185,7 @@ def drv(lab_salt, tmp_path_factory):
     lab = lab_salt
     conf = tmp_path_factory.mktemp("faults") / "gfs2clvm.conf"
     conf.write_text(
-        f"saltfile: {lab.saltfile}\n"
+        f"saltfile: {lab.driver_saltfile}\n"
         f"salt_ssh: {REPO / '.venv' / 'bin' / 'salt-ssh'}\n"
         f"vg: {lab.vg}\n"
         f"frontend_hosts: [{FE}]\n"
