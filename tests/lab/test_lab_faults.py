@@ -349,8 +349,10 @@ def test_worker_down_during_delete_then_retry(lab_salt, drv):
     node = "node2"
     name = vm_disk_lv(vmid)
     lab.out(node, ["lvcreate", "-q", "-y", "-n", name, "-L", "8m", lab.vg])
-    lab.out(node, ["mkdir", "-p", f"{lab.mountpoint}/datastores/0/{vmid}"])
-    lab.out(node, ["ln", "-s", f"/dev/{lab.vg}/{name}", f"{lab.mountpoint}/datastores/0/{vmid}/disk.0"])
+    # the VM directory is oneadmin's, as the driver makes it
+    lab.out(node, ["mkdir", "-p", f"{lab.mountpoint}/datastores/0/{vmid}"], user="oneadmin")
+    lab.out(node, ["ln", "-s", f"/dev/{lab.vg}/{name}", f"{lab.mountpoint}/datastores/0/{vmid}/disk.0"],
+            user="oneadmin")
     try:
         before = state(lab)
         lab.out(node, "systemd-run --quiet --on-active=90 systemctl start ssh.service && systemctl stop ssh.service")
