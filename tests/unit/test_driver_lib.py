@@ -5,6 +5,7 @@ run_main's output contract, XML parsing, the data stream's remote command."""
 import base64
 import json
 import shlex
+import subprocess
 
 import pytest
 import test_driver_support  # noqa: F401 -- puts tm_commands/lib on sys.path
@@ -21,10 +22,14 @@ def test_location_splits_host_and_path():
     vmdir = Location("node1.example.com:/var/lib/one/datastores/0/42")
     assert (vmdir.vmdir, vmdir.disk_id, vmdir.is_disk) == ("/var/lib/one/datastores/0/42", None, False)
     assert Location("n:/x/disk.10.bak").disk_id is None
+    # what oned really passes: var_location "/var/lib/one/" + "/datastores"
+    oned = Location("node1:/var/lib/one//datastores/0/42/disk.3")
+    assert (oned.path, oned.vmdir, oned.disk_id) == (
+        "/var/lib/one/datastores/0/42/disk.3", "/var/lib/one/datastores/0/42", 3)
 
 
 @pytest.mark.parametrize("arg", [
-    "node1", ":/x", "node1:", "node1:relative/path", "no de:/x", "node1:/a/../b", "node1:/a//b",
+    "node1", ":/x", "node1:", "node1:relative/path", "no de:/x", "node1:/a/../b", "node1:/a//../b",
     "node1:/a/b/", "node1:/a;b", "node1:/a$(x)", "node1:/a`x`", "-o:/x", "node1:/a\nb",
 ])
 def test_location_refuses(arg):
@@ -122,11 +127,35 @@ def test_read_action_both_protocols():
         assert (action.ds_id, action.image_id, action.image("PATH"), action.bridge_list) == (5, 9, "/x", ["a", "b"])
 
 
+def test_stream_gfs2_check_accepts_what_stat_prints_for_gfs2(tmp_path):
+    """Found in the lab: stat -f -c %T prints "gfs/gfs2" for a GFS2 mount in Debian 12."""
+    conf = {"mountpoint": "/var/lib/one", "mount_check": "gfs2"}
+    check = stream.remote_command(conf, "/var/lib/one/.gfs2clvm-staging/a.img").split(" || ", 1)[0]
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    results = {}
+    for fstype in ("gfs/gfs2", "gfs2", "ext2/ext3", "tmpfs"):
+        (fake_bin / "stat").write_text(f"#!/bin/sh\necho '{fstype}'\n")
+        (fake_bin / "stat").chmod(0o755)
+        proc = subprocess.run(["sh", "-c", check], env={"PATH": f"{fake_bin}:/usr/bin:/bin"}, check=False)
+        results[fstype] = proc.returncode == 0
+    assert results == {"gfs/gfs2": True, "gfs2": True, "ext2/ext3": False, "tmpfs": False}
+
+
+def test_path_folds_oneds_double_slash():
+    """oned's default system datastore path is /var/lib/one//datastores/<id>."""
+    assert validate.path("/var/lib/one//datastores/0/7/disk.0") == "/var/lib/one/datastores/0/7/disk.0"
+    assert validate.path("/var/lib/one//datastores/0/7", under="/var/lib/one") == "/var/lib/one/datastores/0/7"
+    with pytest.raises(DriverError):
+        validate.path("/var/lib/one//datastores/../../etc")
+
+
 def test_stream_remote_command_is_quoted_and_checks_the_mount():
     conf = {"mountpoint": "/var/lib/one", "mount_check": "gfs2"}
     target = "/var/lib/one/.gfs2clvm-staging/abc.img"
     cmd = stream.remote_command(conf, target)
-    assert cmd == ('[ "$(stat -f -c %T /var/lib/one)" = gfs2 ] || { echo \'/var/lib/one is not mounted as '
+    assert cmd == ('case "$(stat -f -c %T /var/lib/one)" in gfs2|gfs/gfs2) ;; *) false ;; esac || '
+                   "{ echo '/var/lib/one is not mounted as "
                    "required' >&2; exit 3; }; umask 077 && mkdir -p /var/lib/one/.gfs2clvm-staging && "
                    "dd of=/var/lib/one/.gfs2clvm-staging/abc.img bs=4M status=none")
     assert shlex.split(cmd.rsplit("&&", 1)[1]) == ["dd", f"of={target}", "bs=4M", "status=none"]

@@ -146,7 +146,7 @@ def test_context_large_files_are_streamed_then_one_call(fakes, tmp_path):
     assert kwargs["staged_sha256"] == hashlib.sha256(streamed).hexdigest()
     assert re.fullmatch(rf"{MP}/\.gfs2clvm-staging/[0-9a-f]{{32}}\.tar", kwargs["staged"])
     remote = (fakes.state / "ssh-remote.txt").read_text()
-    assert remote.startswith(f'[ "$(stat -f -c %T {MP})" = gfs2 ] ||')
+    assert remote.startswith(f'case "$(stat -f -c %T {MP})" in gfs2|gfs/gfs2) ;; *) false ;; esac ||')
 
 
 def test_context_over_the_limit_is_refused(fakes, tmp_path):

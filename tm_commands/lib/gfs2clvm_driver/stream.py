@@ -37,7 +37,8 @@ def remote_command(conf, target):
     validate.path(target, "staging path", under=os.path.join(mountpoint, STAGING))
     q = shlex.quote
     check = {
-        "gfs2": f'[ "$(stat -f -c %T {q(mountpoint)})" = gfs2 ]',
+        # stat names GFS2 "gfs/gfs2" (coreutils 9.1, in the lab's guests) or "gfs2"
+        "gfs2": f'case "$(stat -f -c %T {q(mountpoint)})" in gfs2|gfs/gfs2) ;; *) false ;; esac',
         "mount": f"mountpoint -q {q(mountpoint)}",
         "none": "true",
     }.get(conf["mount_check"])

@@ -46,8 +46,12 @@ def host(value, what="host"):
 
 
 def path(value, what="path", under=None):
-    """An absolute, normalised path without metacharacters, optionally under ``under``."""
-    text = str(value)
+    """An absolute, normalised path without metacharacters, optionally under ``under``.
+
+    Repeated slashes are folded first: oned's default system datastore path is
+    ``/var/lib/one//datastores/<id>`` (``var_location`` ends in a slash).
+    """
+    text = re.sub("/{2,}", "/", str(value))
     if not PATH_RE.match(text) or os.path.normpath(text) != text or "/../" in text + "/":
         raise DriverError(f"invalid {what} {text!r}: not a plain absolute path")
     if under is not None:
