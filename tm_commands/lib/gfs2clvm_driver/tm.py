@@ -261,7 +261,9 @@ def _migrate(action, argv, conf):
     src, dst = validate.host(src, "source host"), validate.host(dst, "destination host")
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
-    Location(f"{dst}:{vmdir}", "VM directory").check_vm(vmid, conf.datastores_dir, disk=False)
+    loc = Location(f"{dst}:{vmdir}", "VM directory")
+    loc.check_vm(vmid, conf.datastores_dir, disk=False)
+    vmdir = loc.path  # validated and normalised (oned passes /var/lib/one//datastores/...)
     if src == dst:
         info(f"{action}: {src} to itself, nothing to do")
         return
