@@ -243,6 +243,20 @@ cmd_up() {
   echo "lab: salt-ssh --saltfile $SALTFILE node1 test.ping   (roster $SALTDIR/roster)"
 }
 
+roster_entry() { # ID PORT USER THIN_DIR: one salt-ssh roster entry for a guest
+  cat <<R
+$1:
+  host: 127.0.0.1
+  port: $2
+  user: $3
+  priv: $KEY
+  set_path: $SET_PATH
+  thin_dir: $4
+  timeout: 60
+  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
+R
+}
+
 write_salt_config() {
   local node port
   mkdir -p "$SALTDIR"/{cache,pki,run,log} "$PILLAR"
@@ -279,26 +293,8 @@ M
     # <node>: the driver's view (oneadmin); <node>-root: provisioning. The thin_dir names do
     # not exist on the host: the host's / is the guests' lower layer, a host copy would be
     # seen as an already deployed thin.
-    cat >>"$SALTDIR/roster.tmp" <<R
-$node:
-  host: 127.0.0.1
-  port: $port
-  user: oneadmin
-  priv: $KEY
-  set_path: $SET_PATH
-  thin_dir: /var/tmp/.gfs2clvm_lab_thin_oneadmin
-  timeout: 60
-  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
-$node-root:
-  host: 127.0.0.1
-  port: $port
-  user: root
-  priv: $KEY
-  set_path: $SET_PATH
-  thin_dir: /var/tmp/.gfs2clvm_lab_thin_root
-  timeout: 60
-  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
-R
+    { roster_entry "$node" "$port" oneadmin /var/tmp/.gfs2clvm_lab_thin_oneadmin
+      roster_entry "$node-root" "$port" root /var/tmp/.gfs2clvm_lab_thin_root; } >>"$SALTDIR/roster.tmp"
   done
   mv "$SALTDIR/roster.tmp" "$SALTDIR/roster"
   printf 'salt-ssh:\n  config_dir: %s\n  log_level: warning\n' "$SALTDIR" >"$SALTFILE"
@@ -322,19 +318,8 @@ write_driver_salt_config() {
   : >"$d/roster.tmp"
   for node in $(nodes); do
     port=$(cat "$VMS/$node.port")
-    cat >>"$d/roster.tmp" <<R
-$node:
-  host: 127.0.0.1
-  port: $port
-  user: oneadmin
-  priv: $KEY
-  set_path: $SET_PATH
-  thin_dir: /var/tmp/.gfs2clvm_lab_thin_driver
-  timeout: 60
-  ssh_options: [ControlMaster=auto, "ControlPath=$CMDIR/%C", ControlPersist=300]
-  minion_opts:
-    module_dirs: [$DRIVER_MODULES]
-R
+    { roster_entry "$node" "$port" oneadmin /var/tmp/.gfs2clvm_lab_thin_driver
+      printf '  minion_opts:\n    module_dirs: [%s]\n' "$DRIVER_MODULES"; } >>"$d/roster.tmp"
   done
   mv "$d/roster.tmp" "$d/roster"
   printf 'salt-ssh:\n  config_dir: %s\n  log_level: warning\n' "$d" >"$LAB_DIR/Saltfile.driver"
