@@ -342,8 +342,13 @@ def test_gfs2_not_mounted_refuses_and_writes_nothing(lab_salt, drv):
 
 
 def test_worker_down_during_delete_then_retry(lab_salt, drv):
-    """sshd of node2 stopped (a timer restarts it): delete fails with one clear line and
-    changes nothing; once sshd is back the same delete succeeds."""
+    """node2 unreachable -- sshd stopped and every ssh session to it killed, as when the
+    worker goes down (a timer restarts sshd): delete fails with one clear line and changes
+    nothing; once sshd is back the same delete succeeds.
+
+    Stopping ssh.service alone is not enough: the driver's salt-ssh multiplexes over a
+    ControlMaster connection (ControlPersist) that outlives the stop, and the delete
+    would simply succeed over it."""
     lab = lab_salt
     (vmid,) = vm_ids()
     node = "node2"
@@ -355,15 +360,19 @@ def test_worker_down_during_delete_then_retry(lab_salt, drv):
             user="oneadmin")
     try:
         before = state(lab)
-        lab.out(node, "systemd-run --quiet --on-active=90 systemctl start ssh.service && systemctl stop ssh.service")
+        lab.out(node, "systemd-run --quiet --on-active=90 systemctl start ssh.service && "
+                      "systemd-run --quiet --on-active=2 sh -c 'systemctl stop ssh.service; pkill -KILL -x sshd'")
         t0 = time.monotonic()
+        port = (lab.dir / "vms" / f"{node}.port").read_text().strip()
+        while subprocess.run(["ssh-keyscan", "-T", "5", "-p", port, "127.0.0.1"],
+                             capture_output=True, text=True, check=False).stdout.strip() != "":
+            assert time.monotonic() - t0 < 60, "sshd of the worker did not stop"
+            time.sleep(1)
         line = one_error(drv.run("delete", vmdir(node, vmid), vmid, 0))
         assert time.monotonic() - t0 < 90, "the failed delete must return before sshd is back"
         assert node in line and ("ssh" in line.lower() or "connect" in line.lower()), line
         assert state(lab) == before
-        # a fresh connection must get sshd's banner (lab.ssh may reuse a ControlMaster
-        # connection that outlived the stop and would say "back" too early)
-        port = (lab.dir / "vms" / f"{node}.port").read_text().strip()
+        # a fresh connection must get sshd's banner
         deadline = time.monotonic() + 240
         while subprocess.run(["ssh-keyscan", "-T", "10", "-p", port, "127.0.0.1"],
                              capture_output=True, text=True, check=False).stdout.strip() == "":

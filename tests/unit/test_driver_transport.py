@@ -27,26 +27,37 @@ def test_short_sleeps_are_untouched():
     assert 0.019 <= time.monotonic() - start < 0.2
 
 
+def _in_fresh_interpreter(code):
+    """The wrapper looks at every child of the process: a child reaped late by an
+    earlier test of this pytest process would wake it, so run it where the only
+    children are the test's own."""
+    lib = str(Path(transport.__file__).parent.parent)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": lib})
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_long_sleep_wakes_when_a_child_exits():
-    proc = subprocess.Popen(["true"])
-    time.sleep(0.3)  # the child is a zombie now, not reaped
-    fast = transport.FastTime()
-    start = time.monotonic()
-    fast.sleep(2)
-    assert time.monotonic() - start < 0.5
-    assert proc.poll() == 0  # WNOWAIT: the owner still reaps its exit status
+    _in_fresh_interpreter(
+        "import subprocess, time\n"
+        "from gfs2clvm_driver import transport\n"
+        "proc = subprocess.Popen(['true'])\n"
+        "time.sleep(0.3)  # the child is a zombie now, not reaped\n"
+        "start = time.monotonic()\n"
+        "transport.FastTime().sleep(2)\n"
+        "assert time.monotonic() - start < 0.5, time.monotonic() - start\n"
+        "assert proc.poll() == 0  # WNOWAIT: the owner still reaps its exit status\n")
 
 
 def test_long_sleep_lasts_while_the_child_runs():
-    proc = subprocess.Popen(["sleep", "5"])
-    try:
-        fast = transport.FastTime()
-        start = time.monotonic()
-        fast.sleep(0.3)
-        assert time.monotonic() - start >= 0.29
-    finally:
-        proc.kill()
-        proc.wait()
+    _in_fresh_interpreter(
+        "import subprocess, time\n"
+        "from gfs2clvm_driver import transport\n"
+        "proc = subprocess.Popen(['sleep', '5'])\n"
+        "start = time.monotonic()\n"
+        "transport.FastTime().sleep(0.3)\n"
+        "assert time.monotonic() - start >= 0.29, time.monotonic() - start\n"
+        "proc.kill(); proc.wait()\n")
 
 
 def test_other_time_attributes_are_the_real_ones():
