@@ -14,6 +14,8 @@ host waits for another host to release an lvmlockd lock during migrations).
 """
 
 import base64
+import contextlib
+import fcntl
 import glob
 import hashlib
 import io
@@ -199,6 +201,54 @@ def _new_lv(undo, name, vg, size_mb=None):
     return ret
 
 
+LOCK_DIRS = ("/run/lock", "/var/lock", "/tmp")
+
+
+@contextlib.contextmanager
+def _disk_lock(name):
+    """One operation at a time on VM disk ``name`` on this host (non-blocking: a
+    second one fails at once).  Across hosts lvmlockd's exclusive LV lock decides."""
+    for base in LOCK_DIRS:
+        if os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
+            break
+    fd = os.open(os.path.join(base, f"gfs2clvm.{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandExecutionError(
+                f"another operation on {name} is in progress on this host: try again when it has finished"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _clear_leftover(vg, name):
+    """Remove ``lv-one-<vm>-<disk>`` left by an earlier attempt of the same action.
+
+    oned retries a prolog action whose ssh connection was lost although the worker
+    completed it; the disk it made then stands in the way.  It is removed and made
+    again -- unless it is open (a running VM), has snapshots, or is active on
+    another host (lvmlockd refuses; that error is reported).  Returns True when one
+    was removed.
+    """
+    found = [lv for lv in _p("lv_list")(vg=vg, prefix=name)["lvs"]
+             if lv["name"] == name or lv["name"].startswith(f"{name}-s")]
+    if not any(lv["name"] == name for lv in found):
+        return False
+    if any(lv["open"] for lv in found):
+        raise CommandExecutionError(f"{vg}/{name} already exists and is open (in use by a running VM): not replacing it")
+    if len(found) > 1:
+        raise CommandExecutionError(f"{vg}/{name} already exists and has snapshots: not replacing it")
+    log.warning("gfs2clvm_tm: %s/%s left by an earlier attempt: removing it to start again", vg, name)
+    try:
+        _p("lv_remove")(name, vg=vg)
+    except CommandExecutionError as err:
+        raise CommandExecutionError(f"{vg}/{name} already exists and could not be replaced: {err}") from None
+    return True
+
+
 def _link(undo, device, path):
     """Symlink ``path`` -> ``device``; undo removes it unless it was already right."""
     before = os.readlink(path) if os.path.islink(path) else None
@@ -300,7 +350,8 @@ def clone(src, dst, vmid, diskid, size_mb=None, fmt="raw", vg=None):
         return _ret("clone", kind=kind, path=dst, target=source)
     name = f"lv-one-{vmid}-{diskid}"
     device = f"/dev/{vg}/{name}"
-    with _Undo() as undo:
+    with _disk_lock(name), _Undo() as undo:
+        _clear_leftover(vg, name)
         if kind == "lv":
             done = _copy_lv(undo, conf, source[0], source[1], name, vg, size, fmt)
         else:
@@ -353,7 +404,8 @@ def _blank(action, dst, vmid, diskid, size_mb, vg, fs):
         raise SaltInvocationError(f"invalid filesystem type {fs!r}")
     name = f"lv-one-{vmid}-{diskid}"
     device = f"/dev/{vg}/{name}"
-    with _Undo() as undo:
+    with _disk_lock(name), _Undo() as undo:
+        _clear_leftover(vg, name)
         _new_lv(undo, name, vg, size)
         if fs == "swap":
             _p("mkswap")(device)

@@ -278,12 +278,67 @@ def test_clone_failure_removes_what_it_made_and_a_retry_works(world, mnt, failin
     assert world.names() == sorted([IMG, "lv-one-42-0"]) and os.path.islink(disk(mnt, 0))
 
 
-def test_clone_never_removes_an_lv_it_did_not_create(world, mnt):
+def test_clone_replaces_the_leftover_of_an_earlier_attempt(world, mnt):
+    """oned lost the ssh connection while the worker completed the clone: its retry
+    finds lv-one-42-0 (not open) and must succeed with a fresh copy."""
     world.add(IMG, 300)
-    world.add("lv-one-42-0", 300)
-    with pytest.raises(CommandExecutionError, match="already exists"):
-        tm.clone(f"/dev/{VG}/{IMG}", disk(mnt, 0), 42, 0)
+    world.add("lv-one-42-0", 100, active=True, mode="exclusive")
+    tm.clone(f"/dev/{VG}/{IMG}", disk(mnt, 0), 42, 0)
     assert world.names() == sorted([IMG, "lv-one-42-0"])
+    assert world.lvs[(VG, "lv-one-42-0")]["size_mb"] == 300  # made again from the image
+    assert [c[1] for c in called(world, "lv_remove")] == [("lv-one-42-0",)]
+    assert os.path.islink(disk(mnt, 0))
+
+
+@pytest.mark.parametrize("leftover,why", [
+    ({"open": True, "active": True}, "open"),
+    ({"snapshots": True}, "snapshots"),
+    ({"elsewhere": True}, "could not be replaced"),
+])
+def test_clone_keeps_an_existing_disk_that_is_not_a_leftover(world, mnt, leftover, why):
+    """In use, with snapshots, or active on another host (lvmlockd refuses the
+    removal): refused, nothing removed, nothing linked."""
+    world.add(IMG, 300)
+    world.add("lv-one-42-0", 100, open=leftover.get("open", False), active=leftover.get("active", False))
+    if leftover.get("snapshots"):
+        world.add("lv-one-42-0-s0", 100, origin="lv-one-42-0")
+    if leftover.get("elsewhere"):
+        world.fail["lv_remove"] = CommandExecutionError("LV locked by other host")
+    with pytest.raises(CommandExecutionError, match=why):
+        tm.clone(f"/dev/{VG}/{IMG}", disk(mnt, 0), 42, 0)
+    assert "lv-one-42-0" in world.names() and not os.path.lexists(disk(mnt, 0))
+    assert not called(world, "lv_create") and not called(world, "copy")
+
+
+def test_clone_does_not_take_another_disk_for_a_leftover(world, mnt):
+    """lv-one-42-10 and lv-one-42-0-s1 of disk 0 ... only lv-one-42-1 itself counts."""
+    world.add(IMG, 300)
+    world.add("lv-one-42-10", 100, open=True, active=True)
+    tm.clone(f"/dev/{VG}/{IMG}", disk(mnt, 1), 42, 1)
+    assert "lv-one-42-10" in world.names() and "lv-one-42-1" in world.names()
+    assert not called(world, "lv_remove")
+
+
+def test_a_second_operation_on_the_same_disk_fails_at_once(world, mnt, monkeypatch, tmp_path):
+    monkeypatch.setattr(tm, "LOCK_DIRS", (str(tmp_path),))
+    world.add(IMG, 300)
+    with tm._disk_lock("lv-one-42-0"):
+        with pytest.raises(CommandExecutionError, match="in progress on this host"):
+            tm.clone(f"/dev/{VG}/{IMG}", disk(mnt, 0), 42, 0)
+        with pytest.raises(CommandExecutionError, match="in progress on this host"):
+            tm.mkimage(disk(mnt, 0), 42, 0, 10)
+    assert world.names() == [IMG]
+    tm.clone(f"/dev/{VG}/{IMG}", disk(mnt, 0), 42, 0)  # free again
+    assert "lv-one-42-0" in world.names()
+
+
+def test_mkimage_and_mkswap_replace_a_leftover(world, mnt):
+    world.add("lv-one-42-0", 5)
+    world.add("lv-one-42-1", 5)
+    tm.mkimage(disk(mnt, 0), 42, 0, 10)
+    tm.mkswap(disk(mnt, 1), 42, 1, 20)
+    assert world.lvs[(VG, "lv-one-42-0")]["size_mb"] == 10
+    assert world.lvs[(VG, "lv-one-42-1")]["size_mb"] == 20
 
 
 def test_clone_refuses_a_disk_in_use(world, mnt):
