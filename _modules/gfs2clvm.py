@@ -1676,16 +1676,35 @@ def _check_dm():
     return False, "the kernel has no device-mapper (modprobe dm_mod)"
 
 
+def _sudo_probes(conf, vg):
+    """One argv of each shape the module runs through sudo, for ``sudo -n -l`` (which
+    only asks the policy; nothing runs)."""
+    lv = f"{vg}/lv-one-0-0"
+    return {
+        "lvs": ("--reportformat", "json", "--units", "m", "--nosuffix", "-o", LV_FIELDS, vg),
+        "vgs": ("--reportformat", "json", "--units", "m", "--nosuffix", "-o", VG_FIELDS, vg),
+        "lvcreate": ("--yes", "-W", "y", "-Z", "y", "-n", "lv-one-0-0", "-L", "1m", vg),
+        "lvremove": ("--yes", lv),
+        "lvchange": ("-aey", "-K", lv),
+        "lvextend": ("--yes", "-L", "1m", lv),
+    }
+
+
 def _check_sudo(conf):
     if not ((os.geteuid() != 0) if conf["sudo"] == "auto" else conf["sudo"]):
         return True, "LVM commands run without sudo (running as root)"
+    lvm = conf["lvm_bin"]
     missing = []
-    for cmd in ("lvs", "vgs", "lvcreate", "lvremove", "lvchange", "lvextend"):
-        if _run(["sudo", "-n", "-l", f"{conf['lvm_bin']}/{cmd}"], quiet=True)["retcode"] != 0:
+    for cmd, args in _sudo_probes(conf, conf["vg"]).items():
+        if _run(["sudo", "-n", "-l", f"{lvm}/{cmd}", *args], quiet=True)["retcode"] != 0:
             missing.append(cmd)
     if missing:
         return False, f"no NOPASSWD sudo rule for {', '.join(missing)}"
-    return True, "sudo -n allowed for the LVM commands"
+    # a rule without argument patterns is root for its holder (LVM's --config runs programs)
+    if _run(["sudo", "-n", "-l", f"{lvm}/lvs", "--config", "log/level=0", conf["vg"]], quiet=True)["retcode"] == 0:
+        return False, ("the sudo rule allows any arguments to the LVM commands (--config lets its "
+                       "user run programs as root): install the formula's argument-restricted rule")
+    return True, "sudo -n allowed for the LVM commands, with the module's arguments only"
 
 
 def _check_lvmlockd():

@@ -8,9 +8,8 @@
 #   lab.sh build              initramfs + vmlinux (from /boot/vmlinuz-*) + lab ssh key
 #   lab.sh up [N]             boot N guests node1..nodeN (default 2), wait for ssh, pin host keys,
 #                             write the salt-ssh roster/Saltfile/master config (front-end side)
-#   lab.sh provision          node configuration: LAB_PROVISION=highstate (default: the formula's
-#                             salt/gfs2clvm/worker by salt-ssh as root) or bootstrap (lab/bootstrap.sh over
-#                             ssh, default) or highstate (salt-ssh state.apply gfs2clvm.worker)
+#   lab.sh provision          node configuration: the formula's salt/gfs2clvm/worker by salt-ssh as
+#                             root (state.apply gfs2clvm.worker), then the driver set-up's thin deployed
 #   lab.sh status             one line per guest; exit 0 only if every guest answers ssh
 #   lab.sh ssh [-u USER] NODE [cmd...]    plain ssh (root by default, or oneadmin)
 #   lab.sh salt [salt-ssh args...]        the host's salt-ssh with the lab's Saltfile
@@ -24,8 +23,6 @@
 #   LAB_MEM        MiB per guest (default 1024)     LAB_DISK_SIZE  SAN image size (default 8G)
 #   LAB_KEEP_DISK=1  'up' keeps an existing SAN image (default: a fresh blank one per 'up')
 #   LAB_BOOT_TIMEOUT s to wait for all guests' sshd (default 360)
-#   LAB_PROVISION  highstate|bootstrap (default highstate; bootstrap is the quick shell-only
-#                  stand-in, which does not install the modules the driver set-up needs)
 #   SALT_SSH       salt-ssh binary (default <repo>/.venv/bin/salt-ssh)
 set -euo pipefail
 
@@ -325,7 +322,7 @@ write_driver_salt_config() {
   printf 'salt-ssh:\n  config_dir: %s\n  log_level: warning\n' "$d" >"$LAB_DIR/Saltfile.driver"
 }
 
-write_pillar() { # the lab's pillar for the formula (LAB_PROVISION=highstate)
+write_pillar() { # the lab's pillar for the formula
   local node n
   n=$(nodes | wc -l)
   printf "base:\n  '*':\n    - lab\n" >"$PILLAR/top.sls"
@@ -352,23 +349,15 @@ write_pillar() { # the lab's pillar for the formula (LAB_PROVISION=highstate)
 }
 
 cmd_provision() {
-  local how=${LAB_PROVISION:-highstate} t0; t0=$(now)
+  local t0 targets=() node; t0=$(now)
   [ -n "$(nodes)" ] || die "no lab is up"
-  case "$how" in
-    bootstrap) LAB_DIR=$LAB_DIR LAB_PORT_BASE=$PORT_BASE bash "$LABSRC/bootstrap.sh" $(nodes) ;;
-    highstate)
-      local targets=() node
-      for node in $(nodes); do targets+=("$node-root"); done
-      "$SALT_SSH" --saltfile "$SALTFILE" -L "$(IFS=,; echo "${targets[*]}")" state.apply gfs2clvm.worker --out json \
-        >"$LAB_DIR/highstate.json" || { cat "$LAB_DIR/highstate.json" >&2; die "highstate failed (see $LAB_DIR/highstate.json)"; }
-      ;;
-    *) die "LAB_PROVISION must be bootstrap or highstate" ;;
-  esac
-  if [ "$how" = highstate ]; then # enrolment: deploy the driver set-up's thin once, in parallel
-    "$SALT_SSH" --saltfile "$LAB_DIR/Saltfile.driver" -L "$(nodes | paste -sd, -)" test.ping --out json \
-      >"$LAB_DIR/driver-thin.json" || { cat "$LAB_DIR/driver-thin.json" >&2; die "driver thin deploy failed"; }
-  fi
-  echo "lab: provisioned ($how) in $(since "$t0")s"
+  for node in $(nodes); do targets+=("$node-root"); done
+  "$SALT_SSH" --saltfile "$SALTFILE" -L "$(IFS=,; echo "${targets[*]}")" state.apply gfs2clvm.worker --out json \
+    >"$LAB_DIR/highstate.json" || { cat "$LAB_DIR/highstate.json" >&2; die "highstate failed (see $LAB_DIR/highstate.json)"; }
+  # enrolment: deploy the driver set-up's thin once, in parallel
+  "$SALT_SSH" --saltfile "$LAB_DIR/Saltfile.driver" -L "$(nodes | paste -sd, -)" test.ping --out json \
+    >"$LAB_DIR/driver-thin.json" || { cat "$LAB_DIR/driver-thin.json" >&2; die "driver thin deploy failed"; }
+  echo "lab: provisioned (highstate) in $(since "$t0")s"
 }
 
 cmd_status() {

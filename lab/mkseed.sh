@@ -4,7 +4,7 @@
 # upper layer, so these files shadow the host's files inside that guest only.
 # The guest gets only: identity (hostname, machine-id), network, sshd with key login for
 # root and oneadmin, empty root dotfiles and the lab's boot units/masks. Everything a
-# storage node needs beyond that is node configuration (lab/bootstrap.sh or the formula).
+# storage node needs beyond that is node configuration (the formula's highstate).
 set -euo pipefail
 LAB=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 S=$1 ENVF=$2 HOSTKEY=$3 AUTHKEYS=$4

@@ -1,8 +1,7 @@
 """Lab tier: the qemu/TCG two-worker SAN cluster of ``lab/lab.sh``.
 
 The session fixture ``lab`` brings the lab up once for all lab tests -- ``lab.sh build``,
-``lab.sh up 2``, ``lab.sh provision`` (``LAB_PROVISION=highstate|bootstrap``, default
-highstate: the formula) -- and takes it down at the end of the session.  A lab that cannot come up
+``lab.sh up 2``, ``lab.sh provision`` (the formula's highstate) -- and takes it down at the end of the session.  A lab that cannot come up
 (qemu missing, boot timeout, provisioning error) FAILS the tests that use it, with the
 tail of the lab's output; it is never skipped.
 

@@ -3,22 +3,13 @@
 guests -- sshd and the blank SAN disk, nothing else configured -- to a working
 cluster; a second highstate changes nothing; re-applying keeps what GFS2 holds.
 
-Which lab:
-
-* ``LAB_PROVISION=highstate`` (in the environment, or as lab.sh's default): the
-  session lab (``lab`` fixture) was provisioned by this very highstate
-  (``lab/lab.sh provision``); its result is read back from ``$LAB_DIR/highstate.json``.
-* otherwise: this module boots its own fresh two-node lab (``LAB_FORMULA_DIR``,
-  default ``<repo>/.cache/lab-formula``; ``LAB_FORMULA_PORT_BASE``, default 2231),
-  provisions it with ``LAB_PROVISION=highstate lab/lab.sh provision`` and takes it
-  down at the end.
+The session lab (``lab`` fixture) is provisioned by this very highstate
+(``lab/lab.sh provision``, the lab's only node configuration); its result is read back
+from ``$LAB_DIR/highstate.json``.
 """
 
 import hashlib
-import importlib.util
 import json
-import os
-import re
 import subprocess
 import time
 import uuid
@@ -33,22 +24,6 @@ SLS = "gfs2clvm.worker"
 VG = "vg_cloudstorage"
 MNT = "/var/lib/one"
 CREATOR = "node1"
-
-
-def _lab_class():
-    spec = importlib.util.spec_from_file_location("gfs2clvm_lab_conftest", Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Lab, module.LabError
-
-
-def provisioned_by_highstate():
-    """LAB_PROVISION as lab/lab.sh will see it (environment, else its default)."""
-    how = os.environ.get("LAB_PROVISION")
-    if not how:
-        found = re.search(r"LAB_PROVISION:-(\w+)", (REPO / "lab" / "lab.sh").read_text())
-        how = found.group(1) if found else "bootstrap"
-    return how == "highstate"
 
 
 def parse_highstate(text):
@@ -92,42 +67,13 @@ def changed(results):
 
 
 @pytest.fixture(scope="module")
-def flab(request):
-    """(lab handle, first highstate's results) of a lab provisioned by the highstate."""
-    if provisioned_by_highstate():
-        lab = request.getfixturevalue("lab")
-        result, booted = lab.dir / "highstate.json", lab.dir / "vms" / "node1.pid"
-        if not result.exists() or result.stat().st_mtime < booted.stat().st_mtime:
-            pytest.fail(f"the session lab was not provisioned by the highstate since it booted ({result})",
-                        pytrace=False)
-        return lab, parse_highstate(result.read_text())
-    lab_cls, lab_error = _lab_class()
-    env = dict(os.environ)
-    env["LAB_DIR"] = env.get("LAB_FORMULA_DIR", str(REPO / ".cache" / "lab-formula"))
-    env["LAB_PORT_BASE"] = env.get("LAB_FORMULA_PORT_BASE", "2231")
-    env["LAB_PROVISION"] = "highstate"
-    env.setdefault("LAB_TIMEOUT", "3600")
-    lab = lab_cls(env["LAB_DIR"], env)
-    request.addfinalizer(lambda: _down(lab, lab_error))
-    try:
-        if any((lab.dir / "vms").glob("node*.pid")):
-            lab.lab_sh("down", timeout=120)
-        lab.lab_sh("build", timeout=300)
-        lab.lab_sh("up", "2", timeout=600)
-        lab.lab_sh("provision", timeout=1800)
-    except lab_error as err:
-        hs = lab.dir / "highstate.json"
-        detail = failures(parse_highstate(hs.read_text())) if hs.exists() and hs.stat().st_size else []
-        pytest.fail(f"fresh lab + highstate failed: {err}\n" + "\n".join(detail), pytrace=False)
-    return lab, parse_highstate((lab.dir / "highstate.json").read_text())
-
-
-def _down(lab, lab_error):
-    try:
-        (lab.dir / "timings.json").write_text(json.dumps(lab.timings, indent=1) + "\n")
-        lab.lab_sh("down", timeout=180)
-    except (lab_error, OSError):
-        pass
+def flab(lab):
+    """(lab handle, first highstate's results) of the session lab, provisioned by the highstate."""
+    result, booted = lab.dir / "highstate.json", lab.dir / "vms" / "node1.pid"
+    if not result.exists() or result.stat().st_mtime < booted.stat().st_mtime:
+        pytest.fail(f"the session lab was not provisioned by the highstate since it booted ({result})",
+                    pytrace=False)
+    return lab, parse_highstate(result.read_text())
 
 
 def highstate(lab):
@@ -190,7 +136,8 @@ def test_udev_rule_and_sudoers_for_oneadmin(flab):
     lv, img = "lv-one-4242-0", "lv-oneimg-" + "ab" * 16
     try:
         for name in (lv, img):
-            lab.ssh("node1", f"sudo -n /sbin/lvcreate -q -y -L 8M -n {name} {VG}", user="oneadmin", check=True)
+            lab.ssh("node1", f"sudo -n /sbin/lvcreate --yes -W y -Z y -n {name} -L 8m {VG}", user="oneadmin",
+                    check=True)
             assert lab.out("node1", f"stat -L -c %U:%G:%a /dev/{VG}/{name}") == "oneadmin:disk:660"
             # oneadmin (not in group disk) writes the LV without sudo
             lab.ssh("node1", f"dd if=/dev/zero of=/dev/{VG}/{name} bs=1M count=1 oflag=direct status=none",
@@ -201,10 +148,15 @@ def test_udev_rule_and_sudoers_for_oneadmin(flab):
         # sudo allows the module's LVM commands only
         assert lab.ssh("node1", f"sudo -n /sbin/vgremove -f {VG}", user="oneadmin").returncode != 0
         assert lab.ssh("node1", "sudo -n /bin/true", user="oneadmin").returncode != 0
-        assert lab.ssh("node1", f"sudo -n /sbin/lvs {VG}", user="oneadmin").returncode == 0
+        lvs = "/sbin/lvs --reportformat json --units m --nosuffix -o lv_name"
+        assert lab.ssh("node1", f"sudo -n {lvs} {VG}", user="oneadmin").returncode == 0
+        # ... with the module's arguments only
+        assert lab.ssh("node1", f"sudo -n /sbin/lvs {VG}", user="oneadmin").returncode != 0
+        assert lab.ssh("node1", f"sudo -n {lvs} --config log/level=0 {VG}", user="oneadmin").returncode != 0
+        assert lab.ssh("node1", f"sudo -n /sbin/lvremove --yes {VG}/gfs2", user="oneadmin").returncode != 0
     finally:
         for name in (lv, img):
-            lab.ssh("node1", f"sudo -n /sbin/lvremove -q -y {VG}/{name}", user="oneadmin")
+            lab.ssh("node1", f"sudo -n /sbin/lvremove --yes {VG}/{name}", user="oneadmin")
         lab.ssh("node1", f"lvremove -q -y {VG}/lv-plain")
 
 

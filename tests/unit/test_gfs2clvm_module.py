@@ -18,6 +18,7 @@ from unittest.mock import create_autospec, patch
 
 import pytest
 import salt.modules.cmdmod
+import sudoers_rule
 import salt.modules.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -79,7 +80,19 @@ class FakeCmd:
 
 @pytest.fixture
 def fake():
-    return FakeCmd()
+    """The fake runner; afterwards every LVM argv the test made the module build must
+    be one the formula's sudoers rule allows (the rule restricts arguments: a module
+    change that the rule does not follow would fail on every worker)."""
+    cmd = FakeCmd()
+    yield cmd
+    denied = []
+    for argv in cmd.calls:
+        if argv[:3] == ["sudo", "-n", "-l"] and "--config" in argv:
+            continue  # check's probe that the rule DENIES free arguments
+        words = sudoers_rule.lvm_argv(argv)
+        if words and not sudoers_rule.allowed(words, lvm_bin=os.path.dirname(words[0])):
+            denied.append(" ".join(words))
+    assert not denied, f"argv the formula's sudoers rule denies: {denied}"
 
 
 @pytest.fixture
@@ -641,7 +654,27 @@ def test_sudo_check_lists_missing_rules(fake, conf):
     fake.answer("sudo -l", rc=1, stderr="Sorry")
     ok, detail = gfs2clvm._check_sudo(gfs2clvm._config())
     assert not ok and detail == "no NOPASSWD sudo rule for lvs, vgs, lvcreate, lvremove, lvchange, lvextend"
-    assert fake.calls[0] == ["sudo", "-n", "-l", "/sbin/lvs"]
+    assert fake.calls[0] == ["sudo", "-n", "-l"] + LVS + [VG]
+    # every probe is an argv shape the module really runs (the fixture checks them
+    # against the formula's rule when the test ends)
+    assert [c[3].rsplit("/", 1)[-1] for c in fake.calls] == ["lvs", "vgs", "lvcreate", "lvremove", "lvchange", "lvextend"]
+
+
+def test_sudo_check_refuses_a_rule_with_free_arguments(fake, conf):
+    """sudo -l allows every probe AND ``lvs --config ...``: the rule is root for oneadmin."""
+    conf["sudo"] = True
+    ok, detail = gfs2clvm._check_sudo(gfs2clvm._config())
+    assert not ok and "allows any arguments" in detail and "--config" in detail
+    assert fake.calls[-1] == ["sudo", "-n", "-l", "/sbin/lvs", "--config", "log/level=0", VG]
+
+
+def test_sudo_check_accepts_the_restricted_rule(fake, conf):
+    conf["sudo"] = True
+    for rc in (0, 0, 0, 0, 0, 0, 1, 1):  # six probes allowed, then --config denied
+        fake.answer("sudo -l", rc=rc)
+    ok, detail = gfs2clvm._check_sudo(gfs2clvm._config())
+    assert ok and detail == "sudo -n allowed for the LVM commands, with the module's arguments only", detail
+    assert len(fake.calls) == 7
 
 
 # ---------------------------------------------------------------- mount check

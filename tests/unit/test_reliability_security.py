@@ -3,9 +3,9 @@
 
 * no private key or other secret is committed (every tracked file is scanned);
 * the sudoers rule oneadmin gets on a worker -- the formula's (``defaults.yaml``
-  ``sudoers.commands`` rendered through ``files/worker/sudoers.jinja``) and the lab's
-  (``lab/bootstrap.sh``) -- grants exactly the LVM commands the modules run with
-  ``sudo -n``, and restricts their arguments (an LVM command with free arguments
+  ``sudoers.commands`` rendered through ``files/worker/sudoers.jinja``; the lab uses
+  the formula) -- grants exactly the LVM commands the modules run with ``sudo -n``,
+  and restricts their arguments (an LVM command with free arguments
   takes ``--config``, which names executables LVM runs as root: see
   docs/reliability.md and tests/lab/test_lab_security.py, which shows it in a guest).
 """
@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+import sudoers_rule
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,64 +108,19 @@ def module_sudo_commands():
 def formula_rule():
     """The Cmnd_Alias entries of the formula's sudoers file, rendered by Salt's jinja
     from ``defaults.yaml`` exactly as the sudoers state passes them."""
-    from formula_render import render_file  # noqa: PLC0415 -- the unit tier's helper
-
-    values = yaml.safe_load((REPO / "salt" / "gfs2clvm" / "defaults.yaml").read_text())["values"]
-    text = render_file(
-        "worker/sudoers.jinja",
-        owner=values["owner"],
-        lvm_bin=values["lvm_bin"],
-        commands=values["sudoers"]["commands"],
-    )
-    match = re.search(r"^Cmnd_Alias GFS2CLVM_LVM = (.*)$", text, re.M)
-    assert match, text
-    return _split_entries(match.group(1))
-
-
-def _split_entries(alias):
-    """Entries of a Cmnd_Alias value (a comma escaped as \\, belongs to an argument)."""
-    return [entry.strip() for entry in re.split(r"(?<!\\),", alias) if entry.strip()]
-
-
-def lab_rule():
-    """The Cmnd_Alias line lab/bootstrap.sh installs in the guests."""
-    text = (REPO / "lab" / "bootstrap.sh").read_text()
-    match = re.search(r"^Cmnd_Alias GFS2CLVM_LVM = (.*)$", text, re.M)
-    assert match, "lab/bootstrap.sh has no GFS2CLVM_LVM alias"
-    return _split_entries(match.group(1))
+    return sudoers_rule.entries()
 
 
 def test_module_sudo_commands_are_found():
     assert {"lvs", "vgs", "lvcreate", "lvremove", "lvchange", "lvextend"} <= module_sudo_commands()
 
 
-EXTRA_REASON = (
-    "sudoers grants commands the modules never run with sudo: lvconvert and blkdiscard "
-    "(blkdiscard as root wipes ANY block device, e.g. the SAN PV). Fix: drop them from "
-    "salt/gfs2clvm/defaults.yaml sudoers.commands and from lab/bootstrap.sh's Cmnd_Alias "
-    "(the module's blkdiscard -z runs as oneadmin on the oneadmin-owned LV)."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=EXTRA_REASON)
 def test_formula_sudoers_grants_only_what_the_module_runs():
+    """Nothing the modules do not run with sudo: no lvconvert, no blkdiscard (as root it
+    wipes any block device, e.g. the SAN PV; the module's blkdiscard -z runs as oneadmin
+    on the oneadmin-owned LV)."""
     commands = {entry.split()[0].rsplit("/", 1)[-1] for entry in formula_rule()}
     assert commands == module_sudo_commands()
-
-
-@pytest.mark.xfail(strict=True, reason=EXTRA_REASON)
-def test_lab_sudoers_grants_only_what_the_module_runs():
-    commands = {entry.split()[0].rsplit("/", 1)[-1] for entry in lab_rule()}
-    assert commands == module_sudo_commands()
-
-
-ARGS_REASON = (
-    "the sudoers rule allows ANY arguments to the LVM commands, so oneadmin can pass "
-    "--config 'global/fsadm_executable=...' (or thin_check_executable, log/file) and run "
-    "any program as root (shown in tests/lab/test_lab_security.py). Fix: restrict the "
-    "arguments to the argv shapes the module builds (sudo >= 1.9.10 regex arguments, the "
-    "rule in docs/reliability.md), or allow only a root-owned wrapper that validates argv."
-)
 
 
 def _entries_without_args(entries):
@@ -173,11 +128,55 @@ def _entries_without_args(entries):
     return [entry for entry in entries if len(entry.split(None, 1)) == 1]
 
 
-@pytest.mark.xfail(strict=True, reason=ARGS_REASON)
-def test_lab_sudoers_restricts_arguments():
-    assert _entries_without_args(lab_rule()) == []
-
-
-@pytest.mark.xfail(strict=True, reason=ARGS_REASON)
 def test_formula_sudoers_restricts_arguments():
+    """Free arguments would let oneadmin pass --config 'global/fsadm_executable=...' (or
+    thin_check_executable, log/file) and run any program as root (shown in the lab by
+    tests/lab/test_lab_security.py before the rule was restricted)."""
     assert _entries_without_args(formula_rule()) == []
+
+
+VG = "vg_cloudstorage"
+LV = f"{VG}/lv-one-1-0"
+ESCAPES = [
+    ["/sbin/lvextend", "-r", "--config", 'global{fsadm_executable="/tmp/x"}', "-L", "+4m", LV],
+    ["/sbin/lvextend", "--yes", "-L", "32m", LV, "--config", "global/fsadm_executable=/tmp/x"],
+    ["/sbin/lvextend", "--yes", "-L", "32m", LV, "-r"],
+    ["/sbin/lvs", "--config", "log/file=/root/x", VG],
+    ["/sbin/lvs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o", "lv_name", VG, "--config=log/file=/x"],
+    ["/sbin/lvs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o", "lv_name", VG, "--commandprofile", "x"],
+    ["/sbin/lvs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o", "lv_name", "--config", VG],
+    ["/sbin/vgs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o", "vg_name", "--config x", VG],
+    ["/sbin/lvcreate", "--yes", "-W", "y", "-Z", "y", "-n", "lv-one-1-0", "-L", "16m", VG, "--config", "x"],
+    ["/sbin/lvcreate", "--yes", "-W", "y", "-Z", "y", "-n", "gfs3", "-L", "16m", VG],
+    ["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-1-0-s1", f"{VG}/gfs2"],
+    ["/sbin/lvremove", "--yes", f"{VG}/gfs2"],
+    ["/sbin/lvremove", "--yes", LV, f"{VG}/gfs2"],
+    ["/sbin/lvremove", "--yes", f"{VG}/lv-one-1-0/../gfs2"],
+    ["/sbin/lvchange", "-an", f"{VG}/gfs2"],
+    ["/sbin/lvchange", "-aey", LV, "--monitor", "y"],
+    ["/sbin/lvchange", "-aey", f"{LV} -an {VG}/gfs2"],
+    ["/sbin/lvconvert", "--merge", f"{LV}-s1"],
+    ["/sbin/blkdiscard", "/dev/vda"],
+    ["/sbin/lvm", "lvs"],
+    ["/bin/bash"],
+]
+
+
+@pytest.mark.parametrize("argv", ESCAPES, ids=lambda a: " ".join(a)[:60])
+def test_formula_sudoers_denies_the_escapes(argv):
+    assert not sudoers_rule.allowed(argv)
+
+
+def test_the_matcher_allows_the_modules_argv():
+    """The matcher itself is not vacuous (every argv the module builds is checked against
+    the rule in tests/unit/test_gfs2clvm_module.py)."""
+    assert sudoers_rule.allowed(["/sbin/lvchange", "-asy", "-K", LV])
+    assert sudoers_rule.allowed(["/sbin/lvs", "--reportformat", "json", "--units", "m", "--nosuffix",
+                                 "-o", "lv_name,vg_name", "-S", "lv_name=~^lv-one-42-", VG])
+
+
+def test_the_lab_has_no_second_copy_of_the_node_configuration():
+    """The lab's workers are configured by the formula's highstate only, so the lab
+    tests the rule operators install (a lab-only copy had drifted: broad rule)."""
+    assert not (REPO / "lab" / "bootstrap.sh").exists()
+    assert "sudoers" not in (REPO / "lab" / "lab.sh").read_text()
