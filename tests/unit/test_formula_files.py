@@ -160,3 +160,19 @@ def test_oned_mad_conf_block():
         assert pair in tm
     assert 'PERSISTENT_ONLY = "NO"' in text.split("DS_MAD_CONF")[1]
     assert not re.search(r",\s*\]", text)  # no trailing comma before ]
+
+
+def test_corosync_reload_sees_whether_gfs2_is_mounted(tmp_path):
+    """Regression: ``findmnt -n -t gfs2`` exits 0 even when nothing is mounted, so the
+    state took the 'GFS2 mounted: reload only' branch on a bare node.  The condition it
+    renders is run here for real (this host has no GFS2 mounted; it has ext4 or another
+    root file system)."""
+    high = show_sls("gfs2clvm.worker.cluster")
+    cmd = args(high["gfs2clvm-worker-cluster-corosync-cmd-run"])["name"]
+    cond = re.search(r"if (findmnt [^;]*); then corosync-cfgtool -R", cmd)
+    assert cond, cmd
+    probe = cond.group(1)
+    assert subprocess.run(["sh", "-c", probe], check=False).returncode != 0
+    root_fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "/"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert subprocess.run(["sh", "-c", probe.replace("gfs2", root_fs)], check=False).returncode == 0

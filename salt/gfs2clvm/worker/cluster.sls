@@ -40,7 +40,7 @@ gfs2clvm-worker-cluster-corosync-cmd-run:
   cmd.run:
     - name: >-
         if ! systemctl -q is-active {{ svc.corosync }}; then exit 0; fi;
-        if findmnt -n -t gfs2 >/dev/null; then corosync-cfgtool -R;
+        if findmnt -n -t gfs2 -o TARGET | grep -q .; then corosync-cfgtool -R;
         else systemctl restart {{ svc.corosync }}; fi
     - onchanges:
       - file: gfs2clvm-worker-cluster-corosync-file-managed
