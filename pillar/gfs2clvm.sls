@@ -17,14 +17,14 @@ gfs2clvm:
   group: oneadmin
   lvm_bin: /sbin                 # where lvcreate & co live; the sudoers rule uses it
   # mount_check: gfs2            # module-only keys (see docs/architecture.md) may be
-  # default_size_mb: 1024        # set here too; they are passed to the roster
+  # default_size_mb: 1024        # set here too; they reach the workers through the driver's salt-ssh master (ssh_minion_opts)
   # thin_pool: ''
 
   # ---- per-family lookups, normally left alone (osfamilymap.yaml) ------------
   # pkgs:
   #   worker: [lvm2, lvm2-lockd, dlm-controld, corosync, gfs2-utils, qemu-utils, genisoimage, sudo]
   #   libvirt: [libvirt-daemon-system, qemu-system-x86, polkitd]   # only with libvirt:manage
-  #   frontend: [openssh-client]
+  #   frontend: [openssh-client, python3-yaml]
   # services: {corosync: corosync, dlm: dlm, lvmlockd: lvmlockd, lvmlocks: lvmlocks, libvirt: libvirtd}
 
   oneadmin:
@@ -119,9 +119,12 @@ gfs2clvm:
       REQUIRED_ATTRS: ''
       PERSISTENT_ONLY: 'NO'
       MARKETPLACE_ACTIONS: ''
-    # the roster is written from cluster:nodes; false leaves it to `gfs2clvm-host add`
-    # (tm_commands/bin), which edits the same file
-    manage_roster: true
+    # the roster's entries belong to `gfs2clvm-host`; enroll: true runs `gfs2clvm-host add`
+    # once for every cluster:nodes item not in the roster yet (never rewrites or drops one)
+    enroll: true
+    tool_dir: /usr/lib/gfs2clvm                # root's copy of gfs2clvm-host and its library
+    tool_link: /usr/local/bin/gfs2clvm-host    # on PATH
+    python: /usr/bin/python3                   # runs gfs2clvm-host in the enrolment states
     conf: {}                                # more /etc/one/gfs2clvm.conf keys (timeout, mount_check, bridge_list, ...)
     datastores: {}               # per-datastore overrides in gfs2clvm.conf, e.g. {100: {vg: vg_other}}
     install_one_3_2: false       # also the seed's 3.2 adapters in /usr/lib/one/tm_commands/gfs2clvm

@@ -24,6 +24,8 @@ import yaml
 from saltssh_env import REPO, SET_PATH
 
 sys.path.insert(0, str(REPO / "tm_commands" / "lib"))
+sys.path.insert(0, str(REPO / "tests" / "unit"))
+from formula_render import salt_call  # noqa: E402
 from gfs2clvm_driver import DriverError, salt_ssh  # noqa: E402
 from gfs2clvm_driver import config as driver_config  # noqa: E402
 
@@ -236,3 +238,138 @@ def test_a_changed_host_key_is_refused(enroll):
     assert enroll.roster.read_bytes() == before
     assert enroll.known_hosts.read_text() == f"{name} ssh-ed25519 {other}\n"
 
+
+
+# ---------------------------------------------------------------------------
+# the front-end formula and gfs2clvm-host share the roster
+# ---------------------------------------------------------------------------
+ONED_CONF = """TM_MAD = [
+    EXECUTABLE = "one_tm",
+    ARGUMENTS = "-t 15 -d dummy,lvm,shared"
+]
+
+DATASTORE_MAD = [
+    EXECUTABLE = "one_datastore",
+    ARGUMENTS  = "-t 15 -d dummy,fs,lvm -s shared,ssh"
+]
+"""
+
+
+class FrontEnd:
+    """gfs2clvm.frontend applied for real (salt-call --local, as root) into a
+    throw-away tree, enrolling one cluster node: this host's sshd as ``w-fe``."""
+
+    def __init__(self, saltssh, enroll):
+        self.saltssh = saltssh
+        self.root = saltssh.base / f"fe-{uuid.uuid4().hex[:6]}"
+        self.root.mkdir()
+        (self.root / "oned.conf").write_text(ONED_CONF)
+        self.salt_dir = self.root / "etc"
+        self.roster = self.salt_dir / "roster"
+        self.known_hosts = self.root / "home" / ".ssh" / "known_hosts"
+        self.driver_conf = self.root / "gfs2clvm.conf"
+        self.tool = self.root / "bin" / "gfs2clvm-host"
+        self.thin = enroll.thin_dir()
+        self.pillar = {
+            "gfs2clvm": {
+                "owner": "root",
+                "group": "root",
+                "mountpoint": str(saltssh.mountpoints["root"]),
+                "mount_check": "none",
+                "modules_dir": str(saltssh.worker_modules),
+                "oneadmin": {"home": str(self.root / "home")},
+                "cluster": {"name": "it", "nodes": [
+                    {"name": "w-fe", "ring0_addr": "127.0.0.1", "ssh_port": saltssh.port, "nodeid": 1}]},
+                "frontend": {
+                    "enabled": True,
+                    "remotes": str(self.root / "remotes"),
+                    "oned_conf": str(self.root / "oned.conf"),
+                    "driver_conf": str(self.driver_conf),
+                    "salt_dir": str(self.salt_dir),
+                    "salt_ssh": saltssh.salt_ssh,
+                    "ssh_priv": str(saltssh.key),
+                    "thin_dir": self.thin,
+                    "known_hosts": str(self.known_hosts),
+                    "tool_dir": str(self.root / "tool"),
+                    "tool_link": str(self.tool),
+                    "python": sys.executable,
+                    "conf": {"timeout": 120},
+                },
+            }
+        }
+
+    def highstate(self):
+        rc, data, raw = salt_call(
+            "state.apply", "gfs2clvm.frontend", 'exclude=[{"id": "gfs2clvm-frontend-package-pkg-installed"}]',
+            minion_id="frontend", pillar=self.pillar, example=False, timeout=600,
+        )
+        assert isinstance(data, dict), raw[-3000:]
+        bad = {sid: (ret["comment"], ret["changes"]) for sid, ret in data.items() if ret["result"] is not True}
+        assert rc == 0 and not bad, bad
+        return {sid.split("_|-")[1]: ret for sid, ret in data.items()}
+
+    def run(self, *args):
+        env = dict(os.environ, GFS2CLVM_CONF=str(self.driver_conf), PYTHONDONTWRITEBYTECODE="1")
+        return subprocess.run([sys.executable, str(self.tool), *map(str, args)], capture_output=True, text=True,
+                              env=env, timeout=300, cwd="/")
+
+    def entries(self):
+        return yaml.safe_load(self.roster.read_text()) or {}
+
+    def conf(self):
+        return driver_config.load(str(self.driver_conf))
+
+
+@pytest.fixture(scope="module")
+def frontend(saltssh, enroll):
+    return FrontEnd(saltssh, enroll)
+
+
+def test_highstate_enrols_the_cluster_nodes(frontend, saltssh):
+    first = frontend.highstate()
+    assert first["gfs2clvm-frontend-saltssh-enroll-w-fe-module-run"]["changes"], first
+    assert frontend.entries() == {
+        "w-fe": {
+            "host": "127.0.0.1", "port": saltssh.port, "user": "root", "priv": str(saltssh.key),
+            "set_path": SET_PATH, "thin_dir": frontend.thin,
+        }
+    }
+    ktype, key = (saltssh.base / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    assert f"[127.0.0.1]:{saltssh.port} {ktype} {key}" in frontend.known_hosts.read_text().splitlines()
+    assert os.path.isfile(os.path.join(frontend.thin, "salt-call"))  # thin deployed
+    # module_dirs and the module settings reach the worker from the master's ssh_minion_opts
+    conf = frontend.conf()
+    assert salt_ssh("w-fe", "config.get", "gfs2clvm:mountpoint", conf=conf) == str(saltssh.mountpoints["root"])
+    check = salt_ssh("w-fe", "gfs2clvm.check", conf=conf)
+    assert check["checks"]["mount"]["ok"] is True, check
+
+
+def test_highstate_after_add_keeps_the_host(frontend, saltssh, enroll):
+    proc = frontend.run("add", "w-extra", "--address", "127.0.0.1", "--port", saltssh.port, "--user", "root",
+                        "--thin-dir", enroll.thin_dir(), "--no-check")
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    before = frontend.roster.read_bytes()
+    kh_before = frontend.known_hosts.read_bytes()
+    assert set(frontend.entries()) == {"w-fe", "w-extra"}
+    again = frontend.highstate()
+    assert {sid: ret["changes"] for sid, ret in again.items() if ret["changes"]} == {}
+    assert not [sid for sid in again if "-enroll-" in sid]  # w-fe is enrolled: nothing to run
+    assert frontend.roster.read_bytes() == before and frontend.known_hosts.read_bytes() == kh_before
+
+
+def test_remove_after_highstate_removes_the_host(frontend, saltssh):
+    name = f"[127.0.0.1]:{saltssh.port}"
+    proc = frontend.run("remove", "w-extra")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"w-extra: removed from {frontend.roster}; host key kept (also used by w-fe)"
+    proc = frontend.run("remove", "w-fe")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"w-fe: removed from {frontend.roster}; 1 host key line(s) for {name} removed"
+    assert frontend.entries() == {}
+    assert name not in frontend.known_hosts.read_text()
+    with pytest.raises(DriverError, match="^host w-fe is not in the salt-ssh roster$"):
+        salt_ssh("w-fe", "test.ping", conf=frontend.conf())
+    # a node still listed in cluster:nodes is enrolled again by the next highstate
+    third = frontend.highstate()
+    assert third["gfs2clvm-frontend-saltssh-enroll-w-fe-module-run"]["changes"]
+    assert set(frontend.entries()) == {"w-fe"}

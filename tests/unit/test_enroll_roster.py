@@ -461,3 +461,73 @@ def test_check_of_an_enrolled_host(env, capsys):
     env.runner.salt["gfs2clvm.check"] = {"ok": False, "checks": {"mount": {"ok": False, "detail": "not mounted"}}}
     assert env.main("check", "n1") == 2
     assert env.out == ["  FAIL mount: not mounted", "n1: enrolled, but not ready: mount failed"]
+
+
+# ---------------------------------------------------------------- the formula's layout
+def test_add_leaves_shared_settings_to_the_masters_ssh_minion_opts(env):
+    """The formula puts module_dirs and the module settings in the master config
+    (ssh_minion_opts): a new entry of an empty roster carries no minion_opts, which
+    would shadow them (salt-ssh merges the two only one level deep)."""
+    master = env.root / "etc" / "master"
+    data = yaml.safe_load(master.read_text())
+    data["ssh_minion_opts"] = {"module_dirs": ["/usr/lib/gfs2clvm/_modules"], "gfs2clvm": {"vg": "vg_one"}}
+    master.write_text(yaml.safe_dump(data))
+    assert env.main("add", "n1", "--address", "10.0.0.1") == 0
+    assert "minion_opts" not in env.entries()["n1"]
+    assert env.main("add", "n2", "--address", "10.0.0.2") == 0  # copies the (absent) opts of n1
+    assert "minion_opts" not in env.entries()["n2"]
+
+
+def test_root_runs_salt_ssh_as_the_owner_of_the_roster(env, monkeypatch):
+    """A roster another user may edit never drives a root salt-ssh (its ssh_options could run commands)."""
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the roster to another user")  # CI runs the unit tier as root
+    env.roster.write_text("{}")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(env.roster, nobody.pw_uid, nobody.pw_gid)
+    master = env.root / "etc" / "master"
+    data = yaml.safe_load(master.read_text())
+    data["cachedir"] = "/"  # root's: would mean "run as root" without the roster rule
+    master.write_text(yaml.safe_dump(data))
+    assert env.main("add", "n1") == 0
+    salt_users = [u for (argv, _), u in zip(env.runner.calls, env.runner.as_users) if argv[0].endswith("salt-ssh")]
+    assert [u.pw_uid for u in salt_users] == [nobody.pw_uid, nobody.pw_uid]
+    assert env.roster.stat().st_uid == nobody.pw_uid  # the rewritten roster keeps its owner
+
+
+def test_root_refuses_a_root_cache_others_may_write(env, monkeypatch, capsys, tmp_path):
+    """e.g. oneadmin pointing its cache dir at /tmp with a symlink: root would load modules from there."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a world-writable directory owned by root")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o1777)
+    (env.root / "state").mkdir()
+    (env.root / "state" / "cache").symlink_to(open_dir)
+    assert env.main("add", "n1") == 1
+    assert err_line(capsys) == (
+        f"the salt cache {open_dir} is root's but writable by others: refusing to run salt-ssh as root "
+        f"(set cachedir in {env.root / 'etc' / 'master'} to a directory of the driver's user)"
+    )
+    assert not env.roster.exists()
+
+
+def test_lock_file_is_never_followed_through_a_symlink(env, capsys, tmp_path):
+    target = tmp_path / "elsewhere"
+    env.roster.write_text("{}")
+    (env.roster.parent / "roster.lock").symlink_to(target)
+    assert env.main("add", "n1") == 1
+    assert err_line(capsys) == f"cannot lock {env.roster}.lock: Too many levels of symbolic links (run as the owner of the roster)"
+    assert not target.exists()
+
+
+def test_a_lock_file_of_another_user_does_not_lock_out(env):
+    lock = env.roster.parent / "roster.lock"
+    lock.write_text("")
+    lock.chmod(0o444)  # read-only is enough: the lock is taken on a read-only descriptor
+    assert env.main("add", "n1") == 0

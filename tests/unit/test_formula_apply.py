@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """The front-end states applied for real (salt-call --local state.apply) into a
-throw-away tree: the driver files from tm_commands/, /etc/one/gfs2clvm.conf, the
-oned.conf edits, the salt-ssh master/roster/Saltfile; a second run changes
-nothing; clean removes what the formula installed.  (Package and known_hosts
-states are excluded: no package manager changes and no ssh-keyscan here.)"""
+throw-away tree: the driver files from tm_commands/, gfs2clvm-host and its
+library, /etc/one/gfs2clvm.conf, the oned.conf edits, the salt-ssh
+master/roster/Saltfile; a second run changes nothing; an enrolled host survives
+a highstate; clean removes what the formula installed.  (The package state is
+excluded, and enrolment is off: no package manager changes and no ssh here;
+tests/integration/test_enroll_saltssh.py applies it with enrolment.)"""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -24,10 +28,7 @@ DATASTORE_MAD = [
 ]
 """
 
-EXCLUDE = json.dumps(
-    [{"id": "gfs2clvm-frontend-package-pkg-installed"}]
-    + [{"id": f"gfs2clvm-frontend-saltssh-known-host-node{i}-ssh_known_hosts-present"} for i in (1, 2)]
-)
+EXCLUDE = json.dumps([{"id": "gfs2clvm-frontend-package-pkg-installed"}])
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,10 @@ def tree(tmp_path_factory):
                 "oned_conf": str(root / "oned.conf"),
                 "driver_conf": str(root / "gfs2clvm.conf"),
                 "salt_dir": str(root / "salt"),
-                "known_hosts": str(root / "known_hosts"),
+                "known_hosts": str(root / "home" / ".ssh" / "known_hosts"),
+                "tool_dir": str(root / "usr-lib-gfs2clvm"),
+                "tool_link": str(root / "bin" / "gfs2clvm-host"),
+                "enroll": False,
                 "conf": {"timeout": 600},
             },
         }
@@ -98,17 +102,47 @@ def test_oned_conf_edited(tree, first):
     assert 'TM_MAD_CONF = [' in block and 'DISK_TYPE = "BLOCK"' in block and 'DS_MAD_CONF = [' in block
 
 
+def test_gfs2clvm_host_installed_and_runnable_from_path(tree, first):
+    root, _ = tree
+    link = root / "bin" / "gfs2clvm-host"
+    tool = root / "usr-lib-gfs2clvm" / "bin" / "gfs2clvm-host"
+    assert link.is_symlink() and os.readlink(link) == str(tool)
+    assert tool.read_bytes() == (REPO / "tm_commands" / "bin" / "gfs2clvm-host").read_bytes()
+    assert tool.stat().st_mode & 0o777 == 0o755 and tool.stat().st_uid == 0
+    lib = root / "usr-lib-gfs2clvm" / "lib" / "gfs2clvm_driver"
+    assert (lib / "enroll.py").read_bytes() == (REPO / "tm_commands" / "lib" / "gfs2clvm_driver" / "enroll.py").read_bytes()
+    # through the PATH link, from anywhere, with the installed library and the formula's config
+    env = dict(os.environ, GFS2CLVM_CONF=str(root / "gfs2clvm.conf"), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, str(link), "list", "--json"], capture_output=True, text=True, cwd="/",
+                          env=env, timeout=60)
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "[]", "")
+
+
 def test_saltssh_config(tree, first):
     root, _ = tree
     saltfile = yaml.safe_load((root / "salt" / "Saltfile").read_text())
     assert saltfile == {"salt-ssh": {"config_dir": f"{root}/salt", "log_level": "warning"}}
     master = yaml.safe_load((root / "salt" / "master").read_text())
     assert master["roster_file"] == f"{root}/salt/roster"
-    assert master["known_hosts_file"] == f"{root}/known_hosts"
-    roster = yaml.safe_load((root / "salt" / "roster").read_text())
-    assert sorted(roster) == ["node1", "node2"]
-    assert roster["node2"]["host"] == "192.0.2.12"
-    assert roster["node2"]["minion_opts"]["module_dirs"] == ["/usr/lib/gfs2clvm/_modules"]
+    assert master["known_hosts_file"] == f"{root}/home/.ssh/known_hosts"
+    assert master["ssh_minion_opts"]["module_dirs"] == ["/usr/lib/gfs2clvm/_modules"]
+    assert master["ssh_minion_opts"]["gfs2clvm"]["vg"] == "vg_cloudstorage"
+    # an empty roster, the driver user's, in a sticky directory that user may write to
+    assert yaml.safe_load((root / "salt" / "roster").read_text()) == {}
+    assert (root / "salt").stat().st_mode & 0o7777 == 0o1770
+    assert (root / "home" / ".ssh").stat().st_mode & 0o777 == 0o700
+
+
+def test_highstate_keeps_what_gfs2clvm_host_wrote(tree, first):
+    """The roster's entries belong to gfs2clvm-host: a highstate neither drops nor rewrites them."""
+    root, pillar = tree
+    roster = root / "salt" / "roster"
+    text = yaml.safe_dump({"w9": {"host": "192.0.2.99", "port": 22, "user": "root", "thin_dir": "/var/tmp/.t"}})
+    roster.write_text(text)
+    again = apply(pillar)
+    assert roster.read_text() == text
+    assert {sid: ret["changes"] for sid, ret in again.items() if ret["changes"]} == {}
+    roster.write_text("{}")
 
 
 def test_second_run_changes_nothing(tree, first):
@@ -123,5 +157,7 @@ def test_clean(tree, first):
     assert not (root / "remotes" / "tm" / "gfs2clvm").exists()
     assert not (root / "remotes" / "lib" / "gfs2clvm_driver").exists()
     assert not (root / "gfs2clvm.conf").exists() and not (root / "salt").exists()
+    assert not (root / "bin" / "gfs2clvm-host").is_symlink()
+    assert not (root / "usr-lib-gfs2clvm" / "bin").exists() and not (root / "usr-lib-gfs2clvm" / "lib").exists()
     text = (root / "oned.conf").read_text()
     assert "TM_MAD_CONF" not in text

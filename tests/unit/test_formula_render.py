@@ -212,28 +212,64 @@ def test_frontend_states(frontend):
     assert recurse["/var/lib/one/remotes/datastore/gfs2clvm"]["source"] == "salt://tm_commands/datastore/gfs2clvm"
     assert recurse["/var/lib/one/remotes/lib/gfs2clvm_driver"]["source"] == "salt://tm_commands/lib/gfs2clvm_driver"
     pkgs = args(high["gfs2clvm-frontend-package-pkg-installed"])["pkgs"]
-    assert pkgs == (["openssh-client"] if family == "Debian" else ["openssh-clients"])
+    assert pkgs == (["openssh-client", "python3-yaml"] if family == "Debian" else ["openssh-clients", "python3-pyyaml"])
     conf = args(high["gfs2clvm-frontend-driver-conf-file-serialize"])
     assert conf["name"] == "/etc/one/gfs2clvm.conf"
     assert conf["dataset"]["saltfile"] == "/etc/one/gfs2clvm/Saltfile"
     assert conf["dataset"]["vg"] == "vg_cloudstorage"
 
 
-def test_frontend_roster(frontend):
+def test_frontend_installs_gfs2clvm_host(frontend):
+    """root's own copy of the tool and its library (remotes/ is oneadmin's), linked onto PATH."""
     _, high = frontend
-    roster = args(high["gfs2clvm-frontend-saltssh-roster-file-serialize"])["dataset"]
-    assert sorted(roster) == ["node1", "node2"]
-    node1 = roster["node1"]
-    assert (node1["host"], node1["port"], node1["user"]) == ("192.0.2.11", 22, "oneadmin")
-    assert node1["minion_opts"]["module_dirs"] == ["/usr/lib/gfs2clvm/_modules"]
-    assert node1["minion_opts"]["gfs2clvm"] == {
-        "vg": "vg_cloudstorage", "mountpoint": "/var/lib/one", "owner": "oneadmin",
-        "group": "oneadmin", "lvm_bin": "/sbin",
+    lib = args(high["gfs2clvm-frontend-driver-tool-lib-file-recurse"])
+    assert (lib["name"], lib["source"]) == ("/usr/lib/gfs2clvm/lib/gfs2clvm_driver", "salt://tm_commands/lib/gfs2clvm_driver")
+    assert (lib["user"], lib["group"], lib["file_mode"]) == ("root", "root", "0644")
+    tool = args(high["gfs2clvm-frontend-driver-tool-bin-file-managed"])
+    assert (tool["name"], tool["source"]) == ("/usr/lib/gfs2clvm/bin/gfs2clvm-host", "salt://tm_commands/bin/gfs2clvm-host")
+    assert (tool["user"], tool["mode"]) == ("root", "0755")
+    link = args(high["gfs2clvm-frontend-driver-tool-link-file-symlink"])
+    assert (link["name"], link["target"]) == ("/usr/local/bin/gfs2clvm-host", "/usr/lib/gfs2clvm/bin/gfs2clvm-host")
+
+
+def test_frontend_roster_belongs_to_gfs2clvm_host(frontend):
+    """The formula creates the roster (oneadmin's, never rewritten) and enrols each
+    cluster node with gfs2clvm-host add; the shared settings live in the master config."""
+    _, high = frontend
+    assert not [sid for sid in high if "roster-file-serialize" in sid or "known_hosts" in sid]
+    roster = args(high["gfs2clvm-frontend-saltssh-roster-file-managed"])
+    assert (roster["name"], roster["contents"], roster["replace"]) == ("/etc/one/gfs2clvm/roster", "{}", False)
+    assert (roster["user"], roster["group"], roster["mode"]) == ("oneadmin", "oneadmin", "0644")
+    assert args(high["gfs2clvm-frontend-saltssh-dir-file-directory"])["mode"] == "1770"
+    master = args(high["gfs2clvm-frontend-saltssh-master-file-serialize"])["dataset"]
+    assert master["ssh_minion_opts"] == {
+        "module_dirs": ["/usr/lib/gfs2clvm/_modules"],
+        "gfs2clvm": {"vg": "vg_cloudstorage", "mountpoint": "/var/lib/one", "owner": "oneadmin",
+                     "group": "oneadmin", "lvm_bin": "/sbin"},
     }
-    hosts = sorted(args(s)["name"] for sid, s in high.items() if "known-host" in sid)
-    assert hosts == ["192.0.2.11", "192.0.2.12"]
+    assert master["roster_file"] == "/etc/one/gfs2clvm/roster"
+    assert master["known_hosts_file"] == "/var/lib/one/.ssh/known_hosts"
+    enrol = {sid: args(s) for sid, s in high.items() if "-enroll-" in sid}
+    assert sorted(enrol) == ["gfs2clvm-frontend-saltssh-enroll-node1-module-run",
+                             "gfs2clvm-frontend-saltssh-enroll-node2-module-run"]
+    run = enrol["gfs2clvm-frontend-saltssh-enroll-node1-module-run"]["cmd.run_all"]
+    run = {key: value for item in run for key, value in item.items()}
+    assert run == {
+        "cmd": ["/usr/bin/python3", "/usr/lib/gfs2clvm/bin/gfs2clvm-host", "add", "node1",
+                "--address", "192.0.2.11", "--port", "22", "--user", "oneadmin",
+                "--priv", "/var/lib/one/.ssh/id_rsa", "--thin-dir", "/var/tmp/.gfs2clvm_salt", "--no-check"],
+        "python_shell": False,
+        "env": {"GFS2CLVM_CONF": "/etc/one/gfs2clvm.conf"},
+    }
     saltfile = args(high["gfs2clvm-frontend-saltssh-saltfile-file-serialize"])["dataset"]
     assert saltfile == {"salt-ssh": {"config_dir": "/etc/one/gfs2clvm", "log_level": "warning"}}
+
+
+def test_frontend_enrolment_can_be_left_to_the_admin():
+    high = show_sls("gfs2clvm.frontend.saltssh", minion_id="frontend",
+                    pillar={"gfs2clvm": {"frontend": {"enabled": True, "enroll": False}}})
+    assert not [sid for sid in high if "-enroll-" in sid]
+    assert "gfs2clvm-frontend-saltssh-roster-file-managed" in high
 
 
 def test_frontend_one_3_2_adapters_optional():

@@ -7,6 +7,8 @@
 {%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
 {%- set fe = g.frontend %}
 
+# the driver's salt-ssh set-up, the roster of enrolled hosts included (their
+# host keys stay in known_hosts; `gfs2clvm-host remove` first drops those too)
 gfs2clvm-frontend-clean-saltssh-file-absent:
   file.absent:
     - name: {{ fe.salt_dir }}
@@ -22,6 +24,9 @@ gfs2clvm-frontend-clean-madconf-file-blockreplace:
 gfs2clvm-frontend-clean-driver-file-absent:
   file.absent:
     - names:
+      - {{ fe.tool_link }}
+      - {{ fe.tool_dir }}/bin
+      - {{ fe.tool_dir }}/lib
       - {{ fe.driver_conf }}
       - {{ fe.remotes }}/lib/gfs2clvm_driver
       - {{ fe.remotes }}/datastore/gfs2clvm

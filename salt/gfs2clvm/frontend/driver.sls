@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Driver executables (tm_commands/ of this repository) into oned's remotes.
+# Driver executables (tm_commands/ of this repository) into oned's remotes, the
+# driver configuration, and the enrolment command gfs2clvm-host: a root-owned
+# copy with its own copy of the library in tool_dir (root may run it, so nothing
+# it runs may be writable by oneadmin, who owns remotes/), linked onto PATH.
 # After a change run `onehost sync --force` so oned copies them to the hosts
 # (gfs2clvm actions run on the front-end and reach workers via salt-ssh only).
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -42,3 +45,35 @@ gfs2clvm-frontend-driver-conf-file-serialize:
     - group: {{ g.group }}
     - mode: '0640'
     - dataset: {{ conf | json }}
+
+{#- gfs2clvm-host finds its library at <tool_dir>/lib (its own path, symlinks resolved) #}
+gfs2clvm-frontend-driver-tool-lib-file-recurse:
+  file.recurse:
+    - name: {{ fe.tool_dir }}/lib/gfs2clvm_driver
+    - source: salt://tm_commands/lib/gfs2clvm_driver
+    - user: root
+    - group: root
+    - dir_mode: '0755'
+    - file_mode: '0644'
+    - makedirs: true
+    - clean: true
+    - exclude_pat: E@(__pycache__|\.pyc$)
+
+gfs2clvm-frontend-driver-tool-bin-file-managed:
+  file.managed:
+    - name: {{ fe.tool_dir }}/bin/gfs2clvm-host
+    - source: salt://tm_commands/bin/gfs2clvm-host
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: true
+    - require:
+      - file: gfs2clvm-frontend-driver-tool-lib-file-recurse
+
+gfs2clvm-frontend-driver-tool-link-file-symlink:
+  file.symlink:
+    - name: {{ fe.tool_link }}
+    - target: {{ fe.tool_dir }}/bin/gfs2clvm-host
+    - makedirs: true
+    - require:
+      - file: gfs2clvm-frontend-driver-tool-bin-file-managed

@@ -7,8 +7,10 @@
 1. its SSH host key, read with ``ssh-keyscan``, goes into the ``known_hosts_file``
    of the driver's salt-ssh master config (never ``-i`` / StrictHostKeyChecking=no);
 2. a roster entry ``HOST`` goes into the driver's roster (the one its Saltfile
-   names): host, port, user, priv, set_path, a pinned thin_dir and minion_opts
-   (``module_dirs`` + the ``gfs2clvm`` module settings);
+   names): host, port, user, priv, set_path, a pinned thin_dir and, unless the
+   master config's ``ssh_minion_opts`` provides them for every host (the
+   formula's layout), minion_opts (``module_dirs`` + the ``gfs2clvm`` module
+   settings);
 3. ``salt-ssh HOST test.ping`` deploys the salt thin, so the first driver action
    on the host is a warm call;
 4. ``salt-ssh HOST gfs2clvm.check`` runs and its result is shown.
@@ -20,9 +22,12 @@ not ready yet (packages, VG, GFS2 ...).
 The files are found from the driver configuration (``GFS2CLVM_CONF``):
 ``saltfile`` -> ``config_dir`` -> ``<config_dir>/master`` -> ``roster_file``
 (default ``<config_dir>/roster``), ``known_hosts_file``, ``ssh_priv``.
+The tool owns the roster's entries; the front-end formula only creates the
+file and runs ``add`` for its cluster nodes not enrolled yet.
 Run it as oneadmin or as root.  salt-ssh keeps the thin and its caches in the
 master's ``cachedir``, which the driver (oneadmin) uses later: run as root, the
-tool runs salt-ssh as the owner of that cache dir (``Setup.salt_user``).
+tool runs salt-ssh as the owner of the roster, else of that cache dir
+(``Setup.salt_user``).
 """
 
 import argparse
@@ -141,22 +146,40 @@ class Setup:
         """The account salt-ssh must run as, or None for the current one.
 
         Run as root, salt-ssh would leave root-owned files in the cache dir the
-        driver (oneadmin) uses later.  So when root enrols, salt-ssh runs as the
-        owner of the master's ``cachedir`` (or of its nearest existing parent,
-        e.g. oneadmin's home before the first call), unless that is root.
+        driver (oneadmin) uses later, and it would act on a roster that another
+        user may edit (a roster entry's ``ssh_options`` can run a local command).
+        So when root enrols, salt-ssh runs as the owner of the roster (the
+        formula makes it the driver's user), else as the owner of the master's
+        ``cachedir`` (or of its nearest existing parent, e.g. oneadmin's home
+        before the first call; symlinks resolved); as root only when both are
+        root's and the cache is not writable by others.
         """
         if os.geteuid() != 0:
             return None
-        path = os.path.abspath(self.cachedir)
-        while not os.path.exists(path) and path != os.path.dirname(path):
-            path = os.path.dirname(path)
-        uid = os.stat(path).st_uid
-        if uid == 0:
+        try:
+            owner = os.stat(self.roster).st_uid
+        except FileNotFoundError:
+            owner = 0
+        except OSError as err:
+            raise DriverError(f"cannot read roster {self.roster}: {err.strerror}") from None
+        what = self.roster
+        if owner == 0:
+            path = os.path.realpath(self.cachedir)
+            while not os.path.exists(path) and path != os.path.dirname(path):
+                path = os.path.dirname(path)
+            info = os.stat(path)
+            owner, what = info.st_uid, path
+            if owner == 0 and info.st_mode & 0o022:
+                raise DriverError(
+                    f"the salt cache {path} is root's but writable by others: refusing to run salt-ssh as root "
+                    f"(set cachedir in {self.master_file} to a directory of the driver's user)"
+                )
+        if owner == 0:
             return None
         try:
-            return pwd.getpwuid(uid)
+            return pwd.getpwuid(owner)
         except KeyError:
-            raise DriverError(f"{path} belongs to uid {uid}, which has no account: cannot run salt-ssh as it") from None
+            raise DriverError(f"{what} belongs to uid {owner}, which has no account: cannot run salt-ssh as it") from None
 
     def read_roster(self):
         """``(raw bytes or None, entries dict)`` of the roster."""
@@ -185,13 +208,17 @@ class Setup:
     def locked(self):
         """Serialise enrolments: one lock file next to the roster."""
         path = self.roster + ".lock"
+        # read-only, so a lock file root created first does not lock oneadmin out;
+        # never through a symlink
         try:
-            handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- held for the block
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as err:
             raise DriverError(f"cannot lock {path}: {err.strerror} (run as the owner of the roster)") from None
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
 
 
 def _read_yaml(path, what):
@@ -298,12 +325,15 @@ def parse_keyscan(text, name):
 # --------------------------------------------------------------------------
 # the roster entry
 # --------------------------------------------------------------------------
-def template_opts(entries, like, conf):
+def template_opts(entries, like, conf, shared_opts=None):
     """``(minion_opts, thin_dir, priv)`` a new entry starts from.
 
     ``like``: copy them from that roster entry.  Else, when every existing entry
-    has the same minion_opts, from those; an empty roster starts from the driver
-    configuration (vg, mountpoint, mount_check) and the formula's module dir.
+    has the same minion_opts, from those.  An empty roster starts from nothing
+    when the master config sets ``ssh_minion_opts`` (``shared_opts``: the
+    formula puts module_dirs and the module settings there, for every host);
+    otherwise from the driver configuration (vg, mountpoint, mount_check) and
+    the formula's module dir.
     """
     if like is not None:
         if like not in entries or not isinstance(entries[like], dict):
@@ -319,26 +349,30 @@ def template_opts(entries, like, conf):
             )
         thin = {e.get("thin_dir") for e in dicts}
         return dict(first), (thin.pop() if len(thin) == 1 else None), None
+    if isinstance(shared_opts, dict) and shared_opts:
+        return {}, None, None
     module = {key: conf.get(key) for key in MODULE_KEYS if conf.get(key) is not None}
     return {"module_dirs": [DEFAULT_MODULE_DIR], "gfs2clvm": module}, None, None
 
 
 def make_entry(args, entries, setup):
-    opts, thin_dir, priv = template_opts(entries, args.like, setup.conf)
+    opts, thin_dir, priv = template_opts(entries, args.like, setup.conf, setup.master.get("ssh_minion_opts"))
     if args.module_dir:
         opts["module_dirs"] = [args.module_dir]
     priv = args.priv or priv or setup.priv
     if not priv:
         raise DriverError(f"no SSH key: set ssh_priv in {setup.master_file} or give --priv")
-    return {
+    entry = {
         "host": args.address or args.host,
         "port": args.port,
         "user": args.user or setup.conf.get("user") or "oneadmin",
         "priv": str(priv),
         "set_path": SET_PATH,
         "thin_dir": args.thin_dir or thin_dir or DEFAULT_THIN_DIR,
-        "minion_opts": opts,
     }
+    if opts:  # none: the master's ssh_minion_opts apply unshadowed
+        entry["minion_opts"] = opts
+    return entry
 
 
 # --------------------------------------------------------------------------
