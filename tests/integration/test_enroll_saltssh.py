@@ -373,3 +373,42 @@ def test_remove_after_highstate_removes_the_host(frontend, saltssh):
     third = frontend.highstate()
     assert third["gfs2clvm-frontend-saltssh-enroll-w-fe-module-run"]["changes"]
     assert set(frontend.entries()) == {"w-fe"}
+
+
+def test_the_driver_user_can_run_gfs2clvm_host_on_a_formula_front_end(saltssh, enroll):
+    """The formula's layout lets the driver's user (here the unprivileged gfs2ci, as
+    oneadmin would) run the installed gfs2clvm-host: list, and remove an entry, which
+    rewrites the roster (sticky root:group 1770 directory), takes the lock and edits
+    known_hosts in its own ~/.ssh.  (add needs a salt-ssh that user can run: the venv
+    of this machine lives under /root, so that part is the root run above.)"""
+    import pwd
+
+    user = pwd.getpwnam("gfs2ci")
+    fe = FrontEnd(saltssh, enroll)
+    fe.pillar["gfs2clvm"].update(owner=user.pw_name, group=user.pw_name)
+    fe.pillar["gfs2clvm"]["frontend"]["enroll"] = False
+    fe.highstate()
+    assert fe.roster.stat().st_uid == user.pw_uid and fe.salt_dir.stat().st_mode & 0o7777 == 0o1770
+    name = f"[127.0.0.1]:{saltssh.port}"
+    fe.roster.write_text(yaml.safe_dump({"w-gone": {"host": "127.0.0.1", "port": saltssh.port, "user": "gfs2ci"}}))
+    fe.known_hosts.write_text(f"{name} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoneGoneGoneGoneGoneGoneGoneGoneGoneGoneGone1\n")
+    os.chown(fe.known_hosts, user.pw_uid, user.pw_gid)
+    env = {"GFS2CLVM_CONF": str(fe.driver_conf), "PATH": "/usr/bin:/bin", "HOME": user.pw_dir,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def as_user(*args):
+        return subprocess.run(["/usr/bin/python3", str(fe.tool), *args], capture_output=True, text=True, env=env,
+                              cwd="/", timeout=60, user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+
+    proc = as_user("list")
+    assert proc.returncode == 0 and proc.stdout.startswith("w-gone\tgfs2ci@127.0.0.1:"), (proc.stdout, proc.stderr)
+    proc = as_user("remove", "w-gone")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"w-gone: removed from {fe.roster}; 1 host key line(s) for {name} removed"
+    assert fe.entries() == {} and fe.roster.stat().st_uid == user.pw_uid
+    assert fe.known_hosts.read_text() == ""
+    # root's files in the sticky directory stay root's: the user cannot replace them
+    proc = subprocess.run(["/usr/bin/python3", "-c", "import os, sys; os.replace(sys.argv[1], sys.argv[2])",
+                           str(fe.roster), str(fe.salt_dir / "master")], capture_output=True, text=True,
+                          user=user.pw_uid, group=user.pw_gid, extra_groups=[], timeout=30)
+    assert proc.returncode != 0 and "PermissionError" in proc.stderr, proc.stderr
