@@ -12,6 +12,8 @@ import socket
 import subprocess
 import tempfile
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -165,16 +167,176 @@ def test_second_call_reuses_the_connection(saltssh, private, cm_dir):
     assert [p.name for p in cm_dir.iterdir()]  # the master's socket, under the private dir
 
 
-def test_timeout_kills_the_call(saltssh, private, cm_dir, tmp_path):
-    argv = _argv(saltssh, private["saltfile"], saltssh.target("unpriv"), "test.sleep", 60)
-    with pytest.raises(subprocess.TimeoutExpired):
-        transport.run_in_process(argv, timeout=3)
-    left = []
+def _front_end_processes():
+    """Live descendants of this process that are not the worker side (the sshd's subtree)."""
+    live = {}
     for pid in transport._descendants(os.getpid()):
         try:
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"test.sleep" in cmdline and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]:
-            left.append(cmdline)
-    assert left == []  # the call's processes are gone (a persisting ssh master may stay, by design)
+        if state[0] != b"Z":
+            live[pid] = (int(state[1]), cmdline)
+    return live
+
+
+def test_timeout_kills_the_call(saltssh, private, cm_dir, tmp_path):
+    argv = _argv(saltssh, private["saltfile"], saltssh.target("unpriv"), "test.sleep", 60)
+    worker_side = set(transport._descendants(saltssh.proc.pid)) | {saltssh.proc.pid}
+    before = set(_front_end_processes()) - worker_side
+    during = {}
+
+    def watch():  # what the call started on the front-end (ssh client, Salt's per-host process)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            sshd_tree = set(transport._descendants(saltssh.proc.pid)) | {saltssh.proc.pid}
+            during.update({p: v for p, v in _front_end_processes().items() if p not in sshd_tree})
+            time.sleep(0.1)
+
+    import threading
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with pytest.raises(subprocess.TimeoutExpired):
+        transport.run_in_process(argv, timeout=3)
+    watcher.join()
+    started = set(during) - before
+    assert any(b"ssh" in during[p][1].split(b"\0")[0] for p in started), during  # the call's ssh was seen
+    sshd_tree = set(transport._descendants(saltssh.proc.pid)) | {saltssh.proc.pid}
+    left = {p: v for p, v in _front_end_processes().items() if p in started and p not in sshd_tree}
+    assert left == {}  # the call's processes are gone (a persisting ssh master leaves the tree: daemon)
+    assert saltssh.proc.poll() is None  # the caller's own children (this session's sshd) are not the call's
+
+
+# -- the driver wired to the transport ----------------------------------------------
+LIB = Path(__file__).resolve().parents[2] / "tm_commands" / "lib"
+TM = Path(__file__).resolve().parents[2] / "tm_commands" / "tm" / "gfs2clvm"
+
+FAKE_COPY = '''"""Stands in for a long gfs2clvm.copy on the worker: progress lines on stderr, slowly."""
+import sys
+import time
+
+from salt.exceptions import CommandExecutionError
+
+
+def copy(steps=3, delay=1.0, fail=False):
+    total = 4 << 30
+    for step in range(1, steps + 1):
+        time.sleep(delay)
+        done = total * step // (steps + 1)
+        sys.stderr.write("gfs2clvm-progress: %d %d %d\\n" % (100 * done // total, done, total))
+        sys.stderr.flush()
+    if fail:
+        raise CommandExecutionError("fake copy failed after %d steps" % steps)
+    return {"bytes": total, "steps": steps}
+'''
+
+RUNNER = """
+import json
+from gfs2clvm_driver import run_main, saltssh
+
+def main(argv):
+    host, fail = argv
+    return json.dumps(saltssh.salt_ssh(host, "gfs2clvm_fakecopy.copy", steps=3, delay=1.0, fail=fail == "1"))
+
+run_main(main)
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_copy_conf(saltssh, private):
+    """A driver conf whose worker also has the fake module (module_dirs, readable by gfs2ci)."""
+    base = Path(saltssh.base) / f"fakecopy-{uuid.uuid4().hex[:8]}"
+    mods = base / "modules"
+    mods.mkdir(parents=True)
+    (mods / "gfs2clvm_fakecopy.py").write_text(FAKE_COPY)
+    for path in (base, mods):
+        path.chmod(0o755)
+    (mods / "gfs2clvm_fakecopy.py").chmod(0o644)
+    roster = yaml.safe_load((private["base"] / "private" / "roster").read_text())
+    opts = dict(roster[saltssh.target("unpriv")]["minion_opts"])
+    opts["module_dirs"] = [*opts.get("module_dirs", []), str(mods)]
+    saltfile = _variant(saltssh, base, "cfg", private["base"] / "private", minion_opts=opts)
+    conf = base / "gfs2clvm.conf"
+    conf.write_text(yaml.safe_dump({"salt_ssh": saltssh.salt_ssh, "saltfile": str(saltfile), "timeout": 300,
+                                    "frontend_hosts": ["the-front-end"]}))
+    return conf
+
+
+def _timed_lines(argv, env):
+    """Run ``argv``; ``(exit code, stdout, [(seconds since start, stderr line)], seconds to exit)``."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = [(time.monotonic() - start, line.rstrip("\n")) for line in proc.stderr]
+    out = proc.stdout.read()
+    code = proc.wait(300)
+    return code, out, lines, time.monotonic() - start
+
+
+def _driver_env(conf, mode, cm):
+    env = dict(os.environ, GFS2CLVM_CONF=str(conf), PYTHONPATH=str(LIB), GFS2CLVM_TRANSPORT=mode)
+    env[transport.ENV_CM_DIR] = str(cm)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+EXPECTED_INFO = [f"INFO: copy local-user: {p}% ({g}.0 of 4.0 GiB)" for p, g in ((25, 1), (50, 2), (75, 3))]
+
+
+def test_progress_reaches_the_driver_stderr_live(saltssh, fake_copy_conf, cm_dir):
+    code, out, lines, took = _timed_lines([sys.executable, "-c", RUNNER, saltssh.target("unpriv"), "0"],
+                                          _driver_env(fake_copy_conf, "inprocess", cm_dir))
+    assert code == 0, lines
+    assert json.loads(out) == {"bytes": 4 << 30, "steps": 3}
+    assert [text for _, text in lines] == EXPECTED_INFO
+    # live: the first line arrives while the worker still has two 1 s steps to go
+    assert took - lines[0][0] >= 1.5, (lines, took)
+    assert lines[1][0] - lines[0][0] >= 0.5 and lines[2][0] - lines[1][0] >= 0.5, lines
+
+
+def test_progress_lines_are_never_the_error(saltssh, fake_copy_conf, cm_dir):
+    argv = [sys.executable, "-c", RUNNER, saltssh.target("unpriv"), "1"]
+    error = (f"ERROR: gfs2clvm_fakecopy.copy on {saltssh.target('unpriv')}: fake copy failed after 3 steps")
+    code, out, lines, _ = _timed_lines(argv, _driver_env(fake_copy_conf, "inprocess", cm_dir))
+    assert (code, out) == (1, ""), lines
+    assert [text for _, text in lines] == [*EXPECTED_INFO, error]
+    # the subprocess sees the lines only at the end: no INFO, the same one ERROR line
+    code, out, lines, _ = _timed_lines(argv, _driver_env(fake_copy_conf, "subprocess", cm_dir))
+    assert (code, out) == (1, ""), lines
+    assert [text for _, text in lines] == [error]
+
+
+def _run_exe(action, args, env):
+    proc = subprocess.run([str(TM / action), *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_executables_in_process_match_the_subprocess(saltssh, private, cm_dir, tmp_path):
+    """The real TM executables (``/usr/bin/env python3`` = the venv's here, like /usr/bin/python3
+    with a distribution's salt-ssh): same exit code, stdout and stderr both ways."""
+    mp = saltssh.mountpoints["unpriv"]
+    host = saltssh.target("unpriv")
+    conf = saltssh.driver_conf(tmp_path / "gfs2clvm.conf", mountpoint=str(mp), mount_check="none",
+                               frontend_hosts=["the-front-end"], timeout=300)
+    data = yaml.safe_load(conf.read_text())
+    data["saltfile"] = str(private["saltfile"])
+    conf.write_text(yaml.safe_dump(data))
+    ctx = tmp_path / "context.sh"
+    ctx.write_text("ETH0_IP='10.0.0.42'\n")
+    vmid = 4200 + os.getpid() % 1000
+    cases = [
+        ("context", [ctx, f"{host}:{mp}/datastores/0/{vmid}/disk.1", vmid, 0]),
+        ("mkswap", [512, f"nosuchnode:{mp}/datastores/0/5/disk.0", 5, 0]),
+        ("mkimage", [64, "raw", f"{host}:{mp}/datastores/0/6/disk.0", 6, 0]),  # no LVM here: a worker error
+        ("delete", [f"{host}:{mp}/datastores/0/10", 1, 0]),  # refused before any call
+    ]
+    for action, args in cases:
+        inp = _run_exe(action, args, _driver_env(conf, "inprocess", cm_dir))
+        sub = _run_exe(action, args, _driver_env(conf, "subprocess", cm_dir))
+        assert inp == sub, (action, inp, sub)
+    assert _run_exe(*cases[0], _driver_env(conf, "inprocess", cm_dir)) == (0, "", "")
+    code, out, err = _run_exe(*cases[2], _driver_env(conf, "inprocess", cm_dir))
+    assert (code, out) == (1, "") and err.startswith(f"ERROR: gfs2clvm_tm.mkimage on {host}: ") and \
+        err.count("\n") == 1, err

@@ -11,13 +11,20 @@ command on the worker said so): it can never deploy anything without a password.
 
 salt-ssh puts the whole call (arguments base64-encoded again) into one ssh
 argument, which Linux caps at 128 KiB: ``MAX_INLINE`` keeps well below.
+
+The call runs through ``transport.run``: Salt's salt-ssh code inside this process
+when ``salt_ssh`` is the salt-ssh of this Python (no second interpreter, no fixed
+sleeps, ssh multiplexing), else -- or with ``GFS2CLVM_TRANSPORT=subprocess`` -- the
+salt-ssh subprocess.  In-process, the worker's ``gfs2clvm-progress:`` lines (long
+copies) reach oned live as ``INFO: <action> <host>: 42% (1.6 of 4.0 GiB)``.
 """
 
 import json
 import re
 import subprocess
 
-from .core import DriverError, one_line
+from . import transport
+from .core import DriverError, info, one_line
 
 MAX_INLINE = 24 * 1024  # bytes of encoded arguments per call (x ~3.6 in the shim)
 _ERROR_PREFIX = re.compile(r"^Error running '[\w.]+': ")
@@ -66,30 +73,30 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
     hosts = list(dict.fromkeys(hosts))
     argv = build_argv(conf, hosts, fun, args, kwargs)
     try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=conf["timeout"],
-            stdin=subprocess.DEVNULL, check=False,
-        )
+        code, stdout, stderr = transport.run(argv, timeout=conf["timeout"], progress=progress_reporter(fun))
     except FileNotFoundError:
         raise DriverError(f"salt-ssh not found at {conf['salt_ssh']} (config salt_ssh)") from None
     except subprocess.TimeoutExpired:
         raise DriverError(f"{fun} on {', '.join(hosts)}: no answer in {conf['timeout']} s") from None
+    except transport.TransportError as err:
+        raise DriverError(str(err)) from None
+    stderr = without_progress(stderr)
     try:
-        data = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        data = json.loads(stdout) if stdout.strip() else {}
     except ValueError:
         data = None
     if not isinstance(data, dict):
         raise DriverError(
-            f"{fun} on {', '.join(hosts)}: salt-ssh exit {proc.returncode}: "
-            f"{_last_line(proc.stderr or proc.stdout)}"
+            f"{fun} on {', '.join(hosts)}: salt-ssh exit {code}: "
+            f"{_last_line(stderr or stdout)}"
         )
     failures = []
     for host in hosts:
         if host not in data:
-            if "No matching targets" in proc.stderr:
+            if "No matching targets" in stderr:
                 failures.append(f"host {host} is not in the salt-ssh roster")
             else:
-                failures.append(f"no answer from {host}: {_last_line(proc.stderr)}")
+                failures.append(f"no answer from {host}: {_last_line(stderr)}")
             continue
         problem = failure_text(fun, host, data[host])
         if problem:
@@ -99,21 +106,60 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
     return {host: data[host] for host in hosts}
 
 
+def progress_reporter(fun):
+    """``progress(host, percent, done, total)`` for transport.run: one oned INFO line each."""
+    action = fun.rsplit(".", 1)[-1]
+
+    def report(host, percent, done, total):
+        info(f"{action} {host}: {percent:.0f}% ({progress_amount(done, total)})")
+
+    return report
+
+
+def progress_amount(done, total):
+    """``1.6 of 4.0 GiB`` (MiB below 1 GiB)."""
+    unit, size = ("GiB", 1 << 30) if total >= 1 << 30 else ("MiB", 1 << 20)
+    return f"{done / size:.1f} of {total / size:.1f} {unit}"
+
+
+def without_progress(text):
+    """``text`` without the worker's ``gfs2clvm-progress:`` lines (never an error message)."""
+    text = str(text or "")
+    if transport.PROGRESS_MARK not in text:
+        return text
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not line.lstrip().startswith(transport.PROGRESS_MARK))
+
+
+# what ssh prints when it cannot reach or keep the worker
+_SSH_FAILURES = (
+    "Connection refused", "Connection reset", "Connection closed", "Connection timed out",
+    "kex_exchange_identification", "No route to host", "Could not resolve hostname",
+    "Network is unreachable", "Broken pipe",
+)
+
+
 def failure_text(fun, host, value):
     """One line describing a failed return, or None when ``value`` is a success."""
-    if isinstance(value, str) and (value.startswith("Traceback") or "is not available" in value):
-        return f"{fun} on {host}: {_last_line(value)}"
+    if isinstance(value, str):
+        text = without_progress(value)
+        if text.lstrip().startswith("Traceback") or "is not available" in text:
+            return f"{fun} on {host}: {_last_line(text)}"
     if not (isinstance(value, dict) and "retcode" in value and ("_error" in value or "stderr" in value)):
         return None
     retcode = value.get("retcode")
-    stderr = str(value.get("stderr") or "")
+    stderr = without_progress(value.get("stderr"))
     err = str(value.get("_error") or "")
     if retcode == 254 or "host key" in stderr.lower():
         return f"host key of {host} not accepted: add it to the known_hosts file (never -i)"
     if err == "Permission denied":
         return f"{fun} on {host}: permission denied (ssh login or a command on the worker): {_last_line(stderr)}"
-    if stderr.startswith("ssh:") or "Connection refused" in stderr:
+    if stderr.startswith("ssh:") or any(s in stderr for s in _SSH_FAILURES):
         return f"ssh to {host} failed: {_last_line(stderr)}"
+    if retcode == 255 and not stderr.strip():
+        # ssh's own exit status; salt-ssh passes no text (e.g. the connection was
+        # reset before the banner, or a multiplexing master died with the worker)
+        return f"ssh to {host} failed (exit 255, no message): is the worker up and its sshd running?"
     if "Passed invalid arguments:" in stderr:
         text = stderr.split("Passed invalid arguments:", 1)[1].split("\n\nUsage", 1)[0]
         return f"{fun} on {host}: invalid arguments: {one_line(text).rstrip('.')}"

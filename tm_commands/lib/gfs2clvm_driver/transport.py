@@ -13,35 +13,50 @@ things make the call cheaper, none of them changes what Salt does:
 * Salt's fixed waits: ``salt.utils.vt.Terminal.close``/``terminate`` sleep 0.1 s per
   step for the ssh child to exit, ``SSH.handle_ssh`` polls its per-host process
   every 0.1 s and ``Shell._run_nb_cmd`` every 0.1 s.  For the duration of the call
-  the ``time`` name in those three modules is a wrapper whose ``sleep(s)`` of
-  ``s >= 0.05`` returns as soon as a child process of the sleeper has exited
-  (``waitid(..., WNOWAIT)``: nothing is reaped, Salt still sees the child) and
-  otherwise after ``s`` -- so Salt waits exactly as long as it needs to, and its
-  ssh child is never signalled earlier than before (a plain ``min(s, 0.005)``
-  could SIGHUP an ssh still exiting and turn a success into exit 129).  Shorter
-  sleeps (the 0.01 s read poll) are untouched;
+  the ``time`` name in those three modules is a ``FastTime`` whose ``sleep(s)`` of
+  ``s >= 0.05`` returns as soon as a child that the sleeping process started during
+  the call has exited (``waitid(P_PID, ..., WNOWAIT)`` per child listed in
+  ``/proc/<pid>/task/*/children``: nothing is reaped, Salt still sees the child) and
+  otherwise after ``s`` -- so Salt waits exactly as long as it needs to, and its ssh
+  child is never signalled earlier than before (a plain ``min(s, 0.005)`` could
+  SIGHUP an ssh still exiting and turn a success into exit 129).  Children the
+  caller already had (a stale zombie) never count, an exit wakes at most 3 sleeps
+  within 1 s (Salt reaps right after), and with no such exit -- no child at all,
+  children still running -- the sleep is the real one.  Shorter sleeps (the 0.01 s
+  read poll) are untouched;
 * ssh multiplexing: unless the roster entry or the master config already sets
   ``ssh_options`` with a ``ControlPath``, the call adds ``ControlMaster=auto``,
-  ``ControlPath=<private dir>/%C`` and ``ControlPersist=60``: the next action to
-  the same worker within a minute skips the ssh handshake.  The directory is
-  ``$GFS2CLVM_SSH_CM_DIR`` or ``<tmp>/gfs2clvm-cm-<uid>``, created 0700 and
-  refused unless it is a real directory owned by this user and closed to others.
-  ``GFS2CLVM_SSH_MUX=0`` leaves multiplexing out.
+  ``ControlPath=<private dir>/<config key>-%C`` and ``ControlPersist=60``: the next
+  action to the same worker within a minute skips the ssh handshake.  The config key
+  hashes the master config, roster and known_hosts (contents too) and the key path,
+  so a call never rides on a master opened under another configuration (whose host
+  key check or key it would inherit).  The directory is ``$GFS2CLVM_SSH_CM_DIR`` or
+  ``<tmp>/gfs2clvm-cm-<uid>``, created 0700 and refused unless it is a real
+  directory owned by this user and closed to others.  ``GFS2CLVM_SSH_MUX=0`` leaves
+  multiplexing out.
+
+``progress`` (a callable) relays the worker's ``gfs2clvm-progress: <percent> <done>
+<total>`` stderr lines while the call runs: Salt's per-host process reads the ssh
+stderr chunk by chunk (``Terminal.recv``), the relay scans those chunks and calls
+``progress(host, percent, done, total)`` there with ``sys.stderr`` on a dup of this
+process's real stderr (fd 2 itself is captured during the call).
 
 Everything is scoped to the call: file descriptors 0/1/2, ``sys.std*``, the three
-``time`` names, the root logger, Salt's logging set-up, ``sys.excepthook``, the
-SIGINT/SIGTERM handlers, the umask, the working directory and the environment
-are restored afterwards, so a process can make many calls.
+``time`` names, ``Terminal.recv`` and ``SSH.handle_routine`` (progress), the root
+logger, Salt's logging set-up, ``sys.excepthook``, the SIGINT/SIGTERM handlers, the
+umask, the working directory and the environment are restored afterwards, so a
+process can make many calls.
 
 The subprocess is used instead when Salt is not importable here, when ``argv[0]``
-is not a ``salt-ssh`` script of this Python (its ``#!`` interpreter lives in
-another prefix: another Salt), or when ``GFS2CLVM_TRANSPORT=subprocess``.
+is not Salt's ``salt-ssh`` script of this Python (its ``#!`` interpreter lives in
+another prefix: another Salt; or it is not the ``salt.scripts.salt_ssh`` entry
+point: a wrapper or a stand-in), or when ``GFS2CLVM_TRANSPORT=subprocess``.
 ``python -m gfs2clvm_driver.transport <argv...>`` runs one call and exits with its
 code (used by bench/run.py).
 """
 
 import contextlib
-import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -55,6 +70,8 @@ import time as _time
 
 MIN_FAST = 0.05  # sleeps at least this long wake early when a child exits
 STEP = 0.005  # poll step of those sleeps
+GRACE = 1.0  # an exited child wakes sleeps only this long after it was first seen ...
+MAX_WAKES = 3  # ... and at most this many (Terminal.close + terminate sleep twice before reaping)
 CM_PERSIST = 60
 ENV_MODE = "GFS2CLVM_TRANSPORT"  # "subprocess" forces the subprocess, "inprocess" forbids it
 ENV_CM_DIR = "GFS2CLVM_SSH_CM_DIR"
@@ -69,25 +86,87 @@ class TransportError(RuntimeError):
 # --------------------------------------------------------------------------
 # the time wrapper
 # --------------------------------------------------------------------------
-def _child_exited():
-    """True when a child of this process has exited and is not reaped yet (or none is left)."""
+def _children(pid=None):
+    """PIDs of the children of ``pid`` (default: this process), exited-unreaped ones included;
+    None when the kernel does not list them (no ``/proc/<pid>/task/<tid>/children``)."""
+    pid = os.getpid() if pid is None else pid
     try:
-        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True  # no child at all: nothing to wait for
-    except OSError as err:  # pragma: no cover - EINTR and friends
-        return err.errno != errno.EINTR and False
-    return info is not None
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    found, listed = set(), False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                found.update(int(word) for word in handle.read().split())
+            listed = True
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile (or no CONFIG_PROC_CHILDREN)
+    return found if listed else None
+
+
+def _exited(pid):
+    """The start time of child ``pid`` when it has exited and is not reaped yet, else None.
+
+    ``waitid(..., WNOWAIT)`` leaves the child to its owner, who still reaps its status.
+    The start time (``/proc/<pid>/stat`` field 22) tells a reused pid from the old one."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except OSError:  # reaped meanwhile (ChildProcessError), EINTR: not an exit to wake for
+        return None
+    if info is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 class FastTime:
-    """Stands in for the ``time`` module; ``sleep`` wakes up when a child exits."""
+    """Stands in for the ``time`` module; ``sleep`` wakes up when a child started during the call exits.
 
-    def __init__(self, real=_time, min_fast=MIN_FAST, step=STEP):
+    Only children of the sleeping process count, and not those the process already had
+    when the wrapper was made (a stale zombie of the caller never wakes anything).  A
+    child's exit wakes at most ``max_wakes`` sleeps, and only within ``grace`` seconds of
+    being first seen: its owner reaps it right after the sleep it waits in, so an exited
+    child that is still there later is nobody's business and the sleeps last their full
+    time again.  With no such exit (no child at all, only running children) a sleep
+    lasts exactly as long as asked.  When the kernel does not list children, every
+    sleep is the real one.
+    """
+
+    def __init__(self, real=_time, min_fast=MIN_FAST, step=STEP, grace=GRACE, max_wakes=MAX_WAKES):
         self._real, self._min_fast, self._step = real, min_fast, step
+        self._grace, self._max_wakes = grace, max_wakes
+        self._owner = os.getpid()
+        self._before = frozenset(_children() or ())
+        self._seen = {}  # (sleeper pid, child pid, child start) -> [first seen, wakes]
+        self.wakes = 0  # sleeps ended early (diagnostics, tests)
 
     def __getattr__(self, name):
         return getattr(self._real, name)
+
+    def _old(self):
+        # a process forked from the owner starts without children: nothing of it is old
+        return self._before if os.getpid() == self._owner else frozenset()
+
+    def _exit_to_wake_for(self):
+        """True when a child started during the call has exited and may end this sleep;
+        None when children cannot be listed."""
+        kids = _children()
+        if kids is None:
+            return None
+        me, now = os.getpid(), self._real.monotonic()
+        for kid in kids - self._old():
+            start = _exited(kid)
+            if start is None:
+                continue
+            seen = self._seen.setdefault((me, kid, start), [now, 0])
+            if seen[1] < self._max_wakes and now - seen[0] <= self._grace:
+                seen[1] += 1
+                return True
+        return False
 
     def sleep(self, seconds):
         if seconds < self._min_fast:
@@ -95,12 +174,14 @@ class FastTime:
             return
         deadline = self._real.monotonic() + seconds
         while True:
+            wake = self._exit_to_wake_for()
             left = deadline - self._real.monotonic()
+            if wake:
+                self.wakes += 1
+                return
             if left <= 0:
                 return
-            self._real.sleep(min(self._step, left))
-            if _child_exited():
-                return
+            self._real.sleep(left if wake is None else min(self._step, left))
 
 
 @contextlib.contextmanager
@@ -136,16 +217,38 @@ def control_dir():
     return path
 
 
-def mux_options(existing):
-    """ssh ``-o`` options for multiplexing, unless ``existing`` already multiplexes."""
+def config_key(opts):
+    """8 hex naming the ssh set-up of a salt-ssh configuration: its master config, roster and
+    known_hosts (paths and contents) and key path.  A master connection carries the
+    authentication (key, host key check) of the call that opened it, so a call with
+    another configuration -- another known_hosts, another roster -- never reuses it."""
+    digest = hashlib.sha256()
+    roster = opts.get("roster_file") or os.path.join(str(opts.get("config_dir") or ""), "roster")
+    for name, read in ((opts.get("conf_file"), True), (roster, True), (opts.get("known_hosts_file"), True),
+                       (opts.get("ssh_priv"), False)):
+        digest.update(f"{name}\0".encode())
+        if read and name:
+            try:
+                with open(name, "rb") as handle:
+                    digest.update(handle.read(1 << 20))
+            except OSError:
+                digest.update(b"-")
+    return digest.hexdigest()[:8]
+
+
+def mux_options(existing, key=""):
+    """ssh ``-o`` options for multiplexing, unless ``existing`` already multiplexes.
+
+    ``key`` (``config_key``) is part of the socket name: one master per configuration."""
     keys = {str(opt).split("=", 1)[0].strip().lower() for opt in existing or ()}
     if keys & {"controlmaster", "controlpath", "controlpersist"}:
         return []
     path = control_dir()
-    # ssh binds <path>/<40 hex of %C>.<17 random chars>: a Unix socket path has 107 bytes at most
-    if len(os.fsencode(path)) + 1 + 40 + 18 > 107:
+    name = f"{key}-%C" if key else "%C"
+    # ssh binds <path>/<name with %C = 40 hex>.<17 random chars>: a Unix socket path has 107 bytes at most
+    if len(os.fsencode(path)) + 1 + len(name) - 2 + 40 + 18 > 107:
         return []
-    return ["ControlMaster=auto", f"ControlPath={path}/%C", f"ControlPersist={CM_PERSIST}"]
+    return ["ControlMaster=auto", f"ControlPath={path}/{name}", f"ControlPersist={CM_PERSIST}"]
 
 
 # --------------------------------------------------------------------------
@@ -169,6 +272,16 @@ def _interpreter(script):
     return words[0]
 
 
+def _is_salt_script(script):
+    """Does ``script`` run Salt's own ``salt_ssh`` entry point (pip's or a distribution's script)?"""
+    try:
+        with open(script, "rb") as handle:
+            text = handle.read(4096)
+    except OSError:
+        return False
+    return b"salt.scripts" in text and b"salt_ssh" in text
+
+
 def _same_prefix(interp):
     """Is ``interp`` this Python (same venv/prefix, so the same Salt)?"""
     if not interp:
@@ -186,6 +299,8 @@ def in_process_possible(argv):
         return False, "not a salt-ssh command"
     if not _same_prefix(_interpreter(argv[0])):
         return False, f"{argv[0]} runs another Python than {sys.executable}"
+    if not _is_salt_script(argv[0]):
+        return False, f"{argv[0]} is not Salt's salt-ssh script"
     try:
         _import_salt()
     except Exception as err:  # noqa: BLE001 -- any import failure means: use the subprocess
@@ -210,10 +325,14 @@ def _import_salt():
 # --------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------
-def run(argv, timeout=None, multiplex=None):
+def run(argv, timeout=None, multiplex=None, progress=None):
     """One salt-ssh call; returns ``(returncode, stdout, stderr)``.
 
     ``multiplex``: add the ssh multiplexing options (default: unless ``GFS2CLVM_SSH_MUX=0``).
+    ``progress``: ``progress(host, percent, done, total)`` is called for every
+    ``gfs2clvm-progress: <percent> <bytes done> <bytes total>`` line a worker writes to
+    its stderr, while the call runs (in-process only; in Salt's per-host process, with
+    ``sys.stderr`` writing to this process's real stderr).  The lines stay in ``stderr``.
 
     Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds and
     ``FileNotFoundError`` when the salt-ssh of ``argv[0]`` does not exist, like
@@ -225,7 +344,7 @@ def run(argv, timeout=None, multiplex=None):
         if os.environ.get(ENV_MODE) == "inprocess":
             raise TransportError(f"in-process salt-ssh impossible: {why}")
         return run_subprocess(argv, timeout)
-    return run_in_process(argv, timeout, multiplex)
+    return run_in_process(argv, timeout, multiplex, progress)
 
 
 def run_subprocess(argv, timeout=None):
@@ -234,10 +353,10 @@ def run_subprocess(argv, timeout=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def run_in_process(argv, timeout=None, multiplex=None):
+def run_in_process(argv, timeout=None, multiplex=None, progress=None):
     if multiplex is None:
         multiplex = os.environ.get(ENV_MUX, "1") != "0"
-    with _captured() as out, _restored_state(), fast_sleeps():
+    with _progress_relay(progress), _captured() as out, _restored_state(), fast_sleeps():
         # optparse names the program (usage text, the Saltfile's "salt-ssh:" section) after sys.argv[0]
         saved_argv, sys.argv = sys.argv, list(argv)
         watchdog = _Watchdog(timeout)
@@ -264,7 +383,7 @@ def _salt_ssh_main(args, multiplex):
         client.parse_args(args)
         if multiplex:
             client.config["ssh_options"] = list(client.config.get("ssh_options") or [])
-            client.config["ssh_options"] += mux_options(client.config["ssh_options"])
+            client.config["ssh_options"] += mux_options(client.config["ssh_options"], config_key(client.config))
         ssh = salt.client.ssh.SSH(client.config)
         try:
             ssh.run()
@@ -292,6 +411,95 @@ def _exit_code(code):
         return code
     print(code, file=sys.stderr)
     return 1
+
+
+# --------------------------------------------------------------------------
+# progress lines of the worker, live
+# --------------------------------------------------------------------------
+PROGRESS_MARK = "gfs2clvm-progress:"
+
+
+def parse_progress(line):
+    """``(percent, done, total)`` of a ``gfs2clvm-progress: <percent> <done> <total>`` line, else None."""
+    line = line.strip()
+    if not line.startswith(PROGRESS_MARK):
+        return None
+    words = line[len(PROGRESS_MARK):].split()
+    if len(words) != 3:
+        return None
+    try:
+        percent, done, total = float(words[0]), int(words[1]), int(words[2])
+    except ValueError:
+        return None
+    if not (0 <= percent <= 100 and 0 <= done and 0 <= total):
+        return None
+    return percent, done, total
+
+
+class _Relay:
+    """Scans the stderr chunks Salt's per-host process reads from ssh for progress lines."""
+
+    def __init__(self, callback, fd):
+        self.callback, self.fd = callback, fd
+        self.host = None  # set in Salt's per-host process (SSH.handle_routine)
+        self.partial = {}  # id(Terminal) -> the unfinished last line
+
+    def feed(self, key, chunk):
+        text = self.partial.pop(key, "") + chunk
+        *lines, rest = text.split("\n")
+        if rest:
+            self.partial[key] = rest[-4096:]
+        for line in lines:
+            parsed = parse_progress(line)
+            if parsed is not None:
+                self.report(*parsed)
+
+    def report(self, percent, done, total):
+        saved = sys.stderr
+        stream = open(self.fd, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        try:
+            sys.stderr = stream
+            self.callback(self.host, percent, done, total)
+        finally:
+            sys.stderr = saved
+            with contextlib.suppress(Exception):
+                stream.flush()
+            stream.close()
+
+
+@contextlib.contextmanager
+def _progress_relay(callback):
+    """Within the block Salt's ``Terminal.recv`` shows stderr to a relay calling ``callback``."""
+    if callback is None:
+        yield None
+        return
+    import salt.client.ssh  # pylint: disable=import-outside-toplevel
+    import salt.utils.vt  # pylint: disable=import-outside-toplevel
+
+    terminal, ssh = salt.utils.vt.Terminal, salt.client.ssh.SSH
+    recv, routine = terminal.__dict__["recv"], ssh.__dict__["handle_routine"]
+    fd = os.dup(2)  # the caller's real stderr (fd 2 itself is captured during the call)
+    relay = _Relay(callback, fd)
+
+    def relaying_recv(term, maxsize=None):
+        out, err = recv(term, maxsize)
+        if err:
+            try:
+                relay.feed(id(term), err)
+            except Exception:  # noqa: BLE001 -- progress must never break the call
+                pass
+        return out, err
+
+    def host_routine(self, que, opts, host, *args, **kwargs):
+        relay.host = host
+        return routine(self, que, opts, host, *args, **kwargs)
+
+    terminal.recv, ssh.handle_routine = relaying_recv, host_routine
+    try:
+        yield relay
+    finally:
+        terminal.recv, ssh.handle_routine = recv, routine
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -414,11 +622,15 @@ def _reset_salt_logging():
 
 
 class _Watchdog:
-    """Kills the call's child processes (and theirs) after ``timeout`` seconds."""
+    """Kills the call's child processes (and theirs) after ``timeout`` seconds.
+
+    Only the call's: children this process already had when the call began (and their
+    descendants) are left alone, so a long-lived caller keeps its own processes."""
 
     def __init__(self, timeout):
         self.fired = False
         self._timer = None
+        self._before = frozenset(_children() or ())
         if timeout:
             self._timer = threading.Timer(timeout, self._fire)
             self._timer.daemon = True
@@ -430,13 +642,14 @@ class _Watchdog:
 
     def _fire(self):
         self.fired = True
-        for pid in _descendants(os.getpid()):
+        for pid in _descendants(os.getpid(), skip=self._before):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
 
 
-def _descendants(root):
-    """PIDs of every descendant of ``root`` (from /proc), deepest first."""
+def _descendants(root, skip=()):
+    """PIDs of every descendant of ``root`` (from /proc), deepest first; the children of
+    ``root`` in ``skip`` and their descendants left out."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -449,7 +662,10 @@ def _descendants(root):
         children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
     while todo:
-        for child in children.get(todo.pop(), []):
+        parent = todo.pop()
+        for child in children.get(parent, []):
+            if parent == root and child in skip:
+                continue
             found.append(child)
             todo.append(child)
     return list(reversed(found))
