@@ -278,6 +278,14 @@ FAILURES = [
     ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
                           "stderr": "ssh: connect to host 10.1.1.1 port 22: Connection refused"}},
      "ERROR: ssh to node1 failed: ssh: connect to host 10.1.1.1 port 22: Connection refused"),
+    # found in the lab: every sshd session of the worker killed (worker down); the
+    # connection reset before the banner, and ssh's exit 255 with no text at all
+    ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
+                          "stderr": "kex_exchange_identification: read: Connection reset by peer"}},
+     "ERROR: ssh to node1 failed: kex_exchange_identification: read: Connection reset by peer"),
+    ({"rc": 20, "value": {"stdout": "", "retcode": 255, "stderr": "",
+                          "_error": "The command resulted in a non-zero exit code"}},
+     "ERROR: ssh to node1 failed (exit 255, no message): is the worker up and its sshd running?"),
     ({"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "x",
                           "stderr": "Traceback (most recent call last):\n  File \"x\", line 1\nValueError: oops"}},
      "ERROR: gfs2clvm_tm.mkswap on node1: ValueError: oops"),
