@@ -36,6 +36,7 @@ import pwd
 import re
 import shutil
 import struct
+import sys
 import tempfile
 import time
 import urllib.error
@@ -906,6 +907,61 @@ def lv_resize(name, size_mb, vg=None):
 # --------------------------------------------------------------------------
 # copy: dd semantics, sparse-aware, qcow2 through qemu-img, http(s) streamed
 # --------------------------------------------------------------------------
+PROGRESS_PREFIX = "gfs2clvm-progress:"
+_PROGRESS_SECONDS = 5.0
+_PROGRESS_PERCENT = 5
+_QCOW2_MAGIC = b"QFI\xfb"
+_QCOW2_DATA_FILE = 1 << 2  # incompatible feature bit: external data file
+_progress_clock = time.monotonic  # the unit tests' fake clock replaces it
+
+
+def _set_direct(fd, on):
+    """Turn O_DIRECT on or off for ``fd``; False when the file system refuses it."""
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        want = flags | os.O_DIRECT if on else flags & ~os.O_DIRECT
+        if want != flags:
+            fcntl.fcntl(fd, fcntl.F_SETFL, want)
+    except OSError:
+        return False
+    return True
+
+
+class _Progress:
+    """Throttled progress lines on stderr: ``gfs2clvm-progress: <percent> <done> <total>``.
+
+    A line is written (and flushed) only when at least 5 s have passed since the
+    start or the previous line AND the percentage grew by at least 5 points since
+    the previous line, so a copy shorter than 5 s prints nothing. salt-call's
+    stderr is the ssh session's stderr: the front-end's transport relays the lines
+    to oned's log while the call runs.
+    """
+
+    def __init__(self, total, stream=None, clock=None):
+        self.total, self.stream, self.clock = total, stream, clock or _progress_clock
+        self.last_time, self.last_percent = self.clock(), 0
+        self.lines = 0
+
+    def update(self, done):
+        if not self.total:
+            return
+        now = self.clock()
+        if now - self.last_time < _PROGRESS_SECONDS:
+            return
+        percent = min(100, done * 100 // self.total)
+        if percent - self.last_percent < _PROGRESS_PERCENT:
+            return
+        self.last_time, self.last_percent = now, percent
+        stream = self.stream or sys.stderr
+        try:
+            stream.write(f"{PROGRESS_PREFIX} {percent} {done} {self.total}\n")
+            stream.flush()
+        except (OSError, ValueError):  # a closed stderr must not fail the copy
+            self.total = 0
+            return
+        self.lines += 1
+
+
 class _Writer:
     """Writes chunks at offsets to a file or block device with O_DIRECT when possible.
 
@@ -920,11 +976,7 @@ class _Writer:
         self.tmp = None if is_device else _temp_name(path)
         flags = os.O_WRONLY | os.O_CLOEXEC | (0 if is_device else os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW)
         self.fd = os.open(self.tmp or path, flags, 0o640)
-        self.direct = True
-        try:
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) | os.O_DIRECT)
-        except OSError:
-            self.direct = False
+        self.direct = self.on = _set_direct(self.fd, True)
         self.capacity = os.lseek(self.fd, 0, os.SEEK_END) if is_device else None
         self.pending = None  # [start, end) of zero bytes not yet written
         self.written = 0
@@ -932,12 +984,11 @@ class _Writer:
     def write(self, offset, view):
         """Write ``view`` at ``offset`` (O_DIRECT when aligned)."""
         self.flush_zero()
-        aligned = self.direct and offset % _ALIGN == 0 and len(view) % _ALIGN == 0
-        self._set_direct(aligned)
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self.fd, view[done:], offset + done)
-        self.written += len(view)
+        self._direct(offset % _ALIGN == 0 and len(view) % _ALIGN == 0)
+        done, length = 0, len(view)
+        while done < length:
+            done += os.pwrite(self.fd, view[done:] if done else view, offset + done)
+        self.written += length
 
     def zero(self, start, end):
         """Record that [start, end) must read as zeros."""
@@ -953,22 +1004,19 @@ class _Writer:
         start, end = self.pending
         self.pending = None
         if not self.is_device or self.zeroed or end <= start:
-            return  # a truncated file has holes there already
+            return  # a new file has holes there already
         head, tail = -(-start // 512) * 512, end // 512 * 512
         if tail > head:
             fcntl.ioctl(self.fd, _BLKZEROOUT, struct.pack("QQ", head, tail - head))
         for lo, hi in ((start, min(head, end)), (max(tail, start), end)):
             if hi > lo:
-                self._set_direct(False)
+                self._direct(False)
                 os.pwrite(self.fd, bytes(hi - lo), lo)
 
-    def _set_direct(self, on):
-        if not self.direct:
-            return
-        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-        want = flags | os.O_DIRECT if on else flags & ~os.O_DIRECT
-        if want != flags:
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, want)
+    def _direct(self, on):
+        if self.direct and on != self.on:
+            _set_direct(self.fd, on)
+            self.on = on
 
     def finish(self, size):
         self.flush_zero()
@@ -1024,40 +1072,69 @@ def _extents(fd, size):
 
 
 class _Copier:
-    """One chunk loop for every raw source: zero chunks become holes when sparse."""
+    """One chunk loop for every raw source: zero chunks become holes when sparse.
 
-    def __init__(self, writer, bs, sparse, hasher):
+    One page-aligned buffer for the whole copy; the source is read with O_DIRECT
+    while offsets stay aligned (no page-cache copy, no cache pollution), and the
+    zero test compares the buffer in place (``bytes.startswith`` takes a
+    memoryview: a memcmp, no copy of the chunk).
+    """
+
+    def __init__(self, writer, bs, sparse, hasher, progress=None):
         self.writer, self.bs, self.sparse, self.hasher = writer, bs, sparse, hasher
+        self.progress = progress
         self.buf = mmap.mmap(-1, bs)  # page aligned, as O_DIRECT wants
         self.view = memoryview(self.buf)
         self.zeros = bytes(bs)
         self.offset = 0
+        self.rdirect = False
 
     def hole(self, end):
         """Source bytes up to ``end`` are zeros (a hole of the source)."""
+        if end <= self.offset:
+            return
         if self.hasher:
-            while self.offset < end:
-                step = min(self.bs, end - self.offset)
-                self.hasher.update(self.zeros[:step] if step < self.bs else self.zeros)
-                self.offset += step
+            zeros = memoryview(self.zeros)
+            for start in range(self.offset, end, self.bs):
+                self.hasher.update(zeros[: min(self.bs, end - start)])
         self.writer.zero(self.offset, end)
         self.offset = end
+        if self.progress:
+            self.progress.update(end)
 
     def chunk(self, length):
         """The first ``length`` bytes of the buffer are the next source bytes."""
+        data = self.view[:length]
         if self.hasher:
-            self.hasher.update(self.view[:length])
-        if self.sparse and self.buf[:length] == (self.zeros if length == self.bs else bytes(length)):
+            self.hasher.update(data)
+        if self.sparse and self.zeros.startswith(data):
             self.writer.zero(self.offset, self.offset + length)
         else:
-            self.writer.write(self.offset, self.view[:length])
+            self.writer.write(self.offset, data)
         self.offset += length
+        if self.progress:
+            self.progress.update(self.offset)
+
+    def _read(self, fd, length):
+        """Read the next ``length`` source bytes into the buffer; the count read."""
+        if self.rdirect:
+            if self.offset % _ALIGN == 0:
+                try:  # a whole number of blocks; the tail of a file comes back short
+                    got = os.preadv(fd, [self.view[: -(-length // _ALIGN) * _ALIGN]], self.offset)
+                    return min(got, length)
+                except OSError as err:
+                    if err.errno != errno.EINVAL:
+                        raise
+            self.rdirect = False  # unaligned or refused: through the page cache from here on
+            _set_direct(fd, False)
+        return os.preadv(fd, [self.view[:length]], self.offset)
 
     def from_fd(self, fd, size, extents):
+        self.rdirect = _set_direct(fd, True)
         for start, end in extents:
             self.hole(start)
             while self.offset < end:
-                got = os.preadv(fd, [self.view[: min(self.bs, end - self.offset)]], self.offset)
+                got = self._read(fd, min(self.bs, end - self.offset))
                 if got <= 0:
                     raise CommandExecutionError(f"short read at offset {self.offset}")
                 self.chunk(got)
@@ -1088,8 +1165,9 @@ def _copy_target(conf, value, what):
 
 def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zeroed=False):
     """
-    Copy an image with dd semantics: ``dd_bs`` blocks, O_DIRECT writes,
-    skipping the holes of the source while the destination reads zeros there.
+    Copy an image with dd semantics: ``dd_bs`` blocks, O_DIRECT reads and
+    writes, skipping the holes of the source while the destination reads zeros
+    there.
 
     src
         LV device ``/dev/<vg>/<lv>``, a file under ``mountpoint`` (a ``disk.N``
@@ -1097,8 +1175,9 @@ def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zero
     dst
         LV device or file under ``mountpoint`` (a file is replaced)
     fmt
-        ``raw``, ``qcow2`` (converted by ``qemu-img convert -O raw -n``; no
-        backing files) or ``auto`` (qcow2 when the source has its magic)
+        ``raw``, ``qcow2`` (converted by ``qemu-img convert -O raw -n``; backing
+        files, external data files and encryption refused from the header) or
+        ``auto`` (qcow2 when the source has its magic)
     sparse
         skip holes and all-zero blocks of the source (default True)
     sha256
@@ -1106,7 +1185,9 @@ def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zero
     dst_zeroed
         the destination device already reads zeros (freshly zeroed LV)
     progress
-        log progress at info level
+        write ``gfs2clvm-progress: <percent> <bytes done> <bytes total>`` lines
+        to stderr, at most one per 5 s and per 5 % (none for a copy shorter
+        than 5 s); raw copies only, and URLs only with a Content-Length
 
     Returns ``{src, dst, fmt, bytes, written, seconds, sha256}``.
 
@@ -1136,7 +1217,8 @@ def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zero
         size, written = _copy_qcow2(src, dst, dst_kind == "lv", dst_zeroed), None
         digest = _file_sha256(src, conf["dd_bs"]) if want else None
     else:
-        size, written, digest = _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, bool(want), dst_zeroed)
+        size, written, digest = _copy_raw(conf, src_kind, src, dst_kind, dst,
+                                          sparse, bool(want), dst_zeroed, progress)
     if dst_kind == "file":
         _give(conf, dst)
     if want not in (None, True) and digest != want:
@@ -1152,9 +1234,43 @@ def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zero
 def _is_qcow2(path):
     try:
         with open(path, "rb") as handle:
-            return handle.read(4) == b"QFI\xfb"
+            return handle.read(4) == _QCOW2_MAGIC
     except OSError as err:
         raise _os_error("cannot read", path, err) from err
+
+
+def _qcow2_size(path):
+    """Virtual size of a qcow2 image, read from its header (no ``qemu-img info`` process).
+
+    Refuses what must not be followed or cannot be converted alone: a backing
+    file, an external data file (v3 incompatible feature bit 2), encryption.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(104)
+    except OSError as err:
+        raise _os_error("cannot read", path, err) from err
+    if len(head) < 72 or head[:4] != _QCOW2_MAGIC:
+        raise CommandExecutionError(f"{path} is not a qcow2 image (no qcow2 header)")
+    version, backing_offset, _, _, size, crypt = struct.unpack(">IQIIQI", head[4:36])
+    if version not in (2, 3):
+        raise CommandExecutionError(f"{path}: qcow2 version {version} is not supported (2 or 3)")
+    if backing_offset:
+        raise CommandExecutionError(f"{path} has a backing file: refusing to follow it")
+    if version == 3 and len(head) >= 80 and struct.unpack(">Q", head[72:80])[0] & _QCOW2_DATA_FILE:
+        raise CommandExecutionError(f"{path} has an external data file: refusing to follow it")
+    if crypt:
+        raise CommandExecutionError(f"{path} is encrypted: convert it to an unencrypted image first")
+    return size
+
+
+def _direct_ok(path, flags):
+    """Can ``path`` be opened with O_DIRECT (qemu-img ``-t/-T none``)? tmpfs says no."""
+    try:
+        os.close(os.open(path, flags | os.O_DIRECT | os.O_CLOEXEC))
+    except OSError:
+        return False
+    return True
 
 
 def _file_sha256(path, bs):
@@ -1165,7 +1281,7 @@ def _file_sha256(path, bs):
     return hasher.hexdigest()
 
 
-def _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, want_hash, dst_zeroed):
+def _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, want_hash, dst_zeroed, progress=False):
     """Raw copy loop; returns (source bytes, bytes written, sha256 or None)."""
     hasher = hashlib.sha256() if want_hash else None
     try:  # the source first: a missing source must not touch the destination
@@ -1177,9 +1293,11 @@ def _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, want_hash, dst_zeroed)
         writer = _Writer(dst, dst_kind == "lv", dst_zeroed)
         copier = _Copier(writer, conf["dd_bs"], sparse, hasher)
         if src_kind == "url":
+            length = (source.headers.get("Content-Length") or "").strip()
+            copier.progress = _Progress(int(length)) if progress and length.isdigit() else None
             size = copier.from_stream(source)
         else:
-            size = _copy_local(copier, writer, source, src, sparse)
+            size = _copy_local(copier, writer, source, src, sparse, progress)
         writer.finish(size)
     except (OSError, ValueError, CommandExecutionError) as err:
         if writer:
@@ -1195,25 +1313,21 @@ def _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, want_hash, dst_zeroed)
     return size, writer.written, hasher.hexdigest() if hasher else None
 
 
-def _copy_local(copier, writer, fd, src, sparse):
+def _copy_local(copier, writer, fd, src, sparse, progress=False):
     size = os.lseek(fd, 0, os.SEEK_END)
     if writer.capacity is not None and writer.capacity < size:
         raise CommandExecutionError(
             f"destination {writer.path} ({writer.capacity} bytes) is smaller than {src} ({size} bytes)"
         )
+    copier.progress = _Progress(size) if progress else None
     extents = _extents(fd, size) if sparse else [(0, size)]
     copier.from_fd(fd, size, extents)
     return size
 
 
 def _copy_qcow2(src, dst, dst_is_device, dst_zeroed):
-    """qemu-img convert a qcow2 file (no backing file) to a raw file or device."""
-    info = json.loads(_run(["qemu-img", "info", "--output", "json", "-f", "qcow2", src])["stdout"])
-    if info.get("backing-filename") or info.get("full-backing-filename"):
-        raise CommandExecutionError(f"{src} has a backing file: refusing to follow it")
-    if (info.get("format-specific") or {}).get("data", {}).get("data-file"):
-        raise CommandExecutionError(f"{src} has an external data file: refusing to follow it")
-    size = int(info["virtual-size"])
+    """qemu-img convert a qcow2 image (no backing file) to a raw file or device."""
+    size = _qcow2_size(src)
     if dst_is_device:
         fd = os.open(dst, os.O_RDONLY)
         try:
@@ -1229,8 +1343,11 @@ def _copy_qcow2(src, dst, dst_is_device, dst_zeroed):
             os.ftruncate(fd, size)  # a sparse file of zeros: --target-is-zero holds
         finally:
             os.close(fd)
+    # -n: write into the prepared target; --target-is-zero: skip zero clusters
+    # (a new sparse file, a zeroed LV); -t/-T none: O_DIRECT both ways, as dd oflag=direct
     argv = ["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", "-n"]
-    argv += ["-t", "none"] if dst_is_device else []
+    argv += ["-T", "none"] if _direct_ok(src, os.O_RDONLY) else []
+    argv += ["-t", "none"] if _direct_ok(target, os.O_WRONLY) else []
     argv += ["--target-is-zero"] if dst_zeroed or not dst_is_device else []
     try:
         _run(argv + [src, target])

@@ -173,7 +173,14 @@ def test_a_failed_copy_keeps_the_old_destination(mod, mnt, http_dir):
         mod.copy(f"{url}/missing.raw", str(old))
     bad_qcow = mnt / "bad.qcow2"
     bad_qcow.write_bytes(b"QFI\xfb" + bytes(100))
-    with pytest.raises(CommandExecutionError, match="qemu-img failed"):
+    with pytest.raises(CommandExecutionError, match="qcow2 version 0 is not supported"):
+        mod.copy(str(bad_qcow), str(old), fmt="qcow2")
+    # a header that passes the module's checks but that qemu-img refuses (cluster size 2^99)
+    _qemu_img("create", "-f", "qcow2", str(bad_qcow), "8M")
+    with open(bad_qcow, "r+b") as handle:
+        handle.seek(20)
+        handle.write((99).to_bytes(4, "big"))
+    with pytest.raises(CommandExecutionError, match="qemu-img failed .*cluster size"):
         mod.copy(str(bad_qcow), str(old), fmt="qcow2")
     assert old.read_bytes() == b"old" * 1000
     assert sorted(p.name for p in mnt.iterdir()) == ["bad.qcow2", "disk.img"]
