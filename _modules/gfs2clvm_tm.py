@@ -41,6 +41,7 @@ DEFAULTS = {
 }
 STAGING = ".gfs2clvm-staging"
 STAGING_MAX_AGE = 24 * 3600
+PROGRESS_MB = 1024  # copies of at least 1 GiB write progress lines (gfs2clvm.copy progress=True)
 MAX_ID = 2**31
 RE_VM_LV = re.compile(r"^lv-one-(\d+)-(\d+)$")
 RE_IMAGE_LV = re.compile(r"^lv-oneimg-[0-9a-f]{32}$")
@@ -290,7 +291,8 @@ def _copy_lv(undo, conf, svg, slv, name, vg, size_mb=None, fmt="raw", refuse_ope
     activated = _use_source(svg, slv, info)
     try:
         ret = _p("copy")(f"/dev/{svg}/{slv}", f"/dev/{vg}/{name}", fmt=fmt,
-                         dst_zeroed=bool(created.get("zeroed") or created.get("thin")))
+                         dst_zeroed=bool(created.get("zeroed") or created.get("thin")),
+                         progress=info["size_mb"] >= PROGRESS_MB)
     finally:
         if activated:
             _release(svg, slv)
@@ -361,7 +363,8 @@ def clone(src, dst, vmid, diskid, size_mb=None, fmt="raw", vg=None):
                 size = max(size or 0, _mb(os.path.getsize(source)))
             created = _new_lv(undo, name, vg, size or conf["default_size_mb"])
             ret = _p("copy")(source, device, fmt="raw" if kind == "url" else fmt,
-                             dst_zeroed=bool(created.get("zeroed") or created.get("thin")))
+                             dst_zeroed=bool(created.get("zeroed") or created.get("thin")),
+                             progress=created["size_mb"] >= PROGRESS_MB)
             done = {"method": "copy", "size_mb": created["size_mb"], "bytes": ret.get("bytes")}
         _p("lv_activate")(name, vg=vg, mode="exclusive")
         _link(undo, device, dst)
@@ -731,7 +734,8 @@ def mvds(src, dst, vmid, vg=None):
         if not info["active"]:
             _p("lv_activate")(dlv, vg=dvg, mode="exclusive")
         try:
-            _p("copy")(f"/dev/{lv_vg}/{lv}", f"/dev/{dvg}/{dlv}", sparse=False)
+            _p("copy")(f"/dev/{lv_vg}/{lv}", f"/dev/{dvg}/{dlv}", sparse=False,
+                       progress=info["size_mb"] >= PROGRESS_MB)
         finally:
             _release(dvg, dlv)
         _p("lv_remove")(lv, vg=lv_vg, missing_ok=True)
@@ -775,7 +779,8 @@ def cpds(src, dst, vmid, snapid=None, vg=None):
             _new_lv(undo, dlv, dvg, info["size_mb"])
         activated = _use_source(lv_vg, lv, info)
         try:
-            _p("copy")(f"/dev/{lv_vg}/{lv}", f"/dev/{dvg}/{dlv}", sparse=False)
+            _p("copy")(f"/dev/{lv_vg}/{lv}", f"/dev/{dvg}/{dlv}", sparse=False,
+                       progress=info["size_mb"] >= PROGRESS_MB)
         finally:
             if activated:
                 _release(lv_vg, lv)
@@ -974,7 +979,8 @@ def ds_cp(src, lv, size_mb=None, vg=None, staged_bytes=None, staged_sha256=None)
             raise SaltInvocationError(f"invalid URL {src!r}")
         with _Undo() as undo:
             created = _new_lv(undo, lv, vg, size or conf["default_size_mb"])
-            ret = _p("copy")(src, device, dst_zeroed=bool(created.get("zeroed") or created.get("thin")))
+            ret = _p("copy")(src, device, dst_zeroed=bool(created.get("zeroed") or created.get("thin")),
+                             progress=created["size_mb"] >= PROGRESS_MB)
             _release(vg, lv)
         return {"source": device, "size_mb": created["size_mb"], "bytes": ret.get("bytes")}
     if isinstance(src, str) and src.startswith("/dev/"):
@@ -989,7 +995,8 @@ def ds_cp(src, lv, size_mb=None, vg=None, staged_bytes=None, staged_sha256=None)
             size = max(size or 0, _mb(os.path.getsize(staged)))
             created = _new_lv(undo, lv, vg, size)
             ret = _p("copy")(staged, device, sha256=staged_sha256,
-                             dst_zeroed=bool(created.get("zeroed") or created.get("thin")))
+                             dst_zeroed=bool(created.get("zeroed") or created.get("thin")),
+                             progress=created["size_mb"] >= PROGRESS_MB)
             _release(vg, lv)
     finally:
         _drop_staged(conf, staged)
