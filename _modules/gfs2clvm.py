@@ -1175,7 +1175,7 @@ def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zero
     dst
         LV device or file under ``mountpoint`` (a file is replaced)
     fmt
-        ``raw``, ``qcow2`` (converted by ``qemu-img convert -O raw -n``; backing
+        ``raw``, ``qcow2`` (converted by ``qemu-img convert -O raw -n -W``; backing
         files, external data files and encryption refused from the header) or
         ``auto`` (qcow2 when the source has its magic)
     sparse
@@ -1344,8 +1344,9 @@ def _copy_qcow2(src, dst, dst_is_device, dst_zeroed):
         finally:
             os.close(fd)
     # -n: write into the prepared target; --target-is-zero: skip zero clusters
-    # (a new sparse file, a zeroed LV); -t/-T none: O_DIRECT both ways, as dd oflag=direct
-    argv = ["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", "-n"]
+    # (a new sparse file, a zeroed LV); -t/-T none: O_DIRECT both ways, as dd oflag=direct;
+    # -W: out-of-order writes (the raw target is preallocated; ~10 % faster measured here)
+    argv = ["qemu-img", "convert", "-q", "-W", "-f", "qcow2", "-O", "raw", "-n"]
     argv += ["-T", "none"] if _direct_ok(src, os.O_RDONLY) else []
     argv += ["-t", "none"] if _direct_ok(target, os.O_WRONLY) else []
     argv += ["--target-is-zero"] if dst_zeroed or not dst_is_device else []
@@ -1708,11 +1709,15 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     (default True) only says what would be removed.
 
     Returns ``{vg, dry_run, lvs: [names], links: [paths], skipped: [names]}``.
+    A failure part-way (``lvremove`` refused an LV that became open, a link
+    that cannot be unlinked) does not stop the rest; it then raises one line
+    naming the problems, what was removed and what was not.
 
     CLI Example:
 
     .. code-block:: bash
 
+        salt '*' gfs2clvm.orphans_remove vmids=[1,2,42]
         salt '*' gfs2clvm.orphans_remove vmids=[1,2,42] dry_run=False
     """
     conf = _config()
@@ -1725,11 +1730,59 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     if not dry_run:
         if paths:
             _mount_check(conf)
+        problems, kept = [], []
         if names:
-            _run(_lvm(conf, "lvremove", "--yes", *[f"{vg}/{name}" for name in names]))
+            problem, left = _orphan_lvremove(conf, vg, names)
+            if problem:
+                problems.append(problem)
+                kept += left
         for path in paths:
-            os.unlink(path)
+            problem = _orphan_unlink(path)
+            if problem:
+                problems.append(problem)
+                kept.append(path)
+        if problems:
+            gone = [item for item in names + paths if item not in kept]
+            raise CommandExecutionError(
+                f"orphans_remove did not finish: {'; '.join(problems)}; "
+                f"removed: {', '.join(gone) or 'nothing'}; not removed: {', '.join(kept)}"
+            )
     return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "skipped": skipped}
+
+
+def _orphan_lvremove(conf, vg, names):
+    """``lvremove`` the orphan LVs: ``(None, [])``, or ``(problem, names still there)``.
+
+    LVM removes the others when one fails (e.g. it was opened meanwhile), so a
+    failure is followed by a read-only ``lvs`` that tells which are left."""
+    try:
+        _run(_lvm(conf, "lvremove", "--yes", *[f"{vg}/{name}" for name in names]))
+        return None, []
+    except CommandExecutionError as err:
+        problem = str(err)
+    try:
+        present = {lv["name"] for lv in _lvs(conf, vg)}
+    except CommandExecutionError as err:
+        return f"{problem} (and then {err}: which LVs are left is unknown)", list(names)
+    return problem, [name for name in names if name in present]
+
+
+def _orphan_unlink(path):
+    """Unlink one dangling ``disk.*`` link: None, or the problem (one line)."""
+    try:
+        if not os.path.islink(path):
+            if os.path.lexists(path):
+                return f"{path} is no longer a symlink: left alone"
+            return None  # already gone
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        # lower case: salt-ssh takes a capitalised "Permission denied" on stderr for
+        # an ssh login failure and prompts to deploy its key
+        reason = err.strerror or str(err)
+        return f"cannot remove {path}: {reason[:1].lower()}{reason[1:]}"
+    return None
 
 
 def vg_usage(vg=None):
@@ -1856,9 +1909,53 @@ def _check_thin_pool(conf):
     return True, f"thin pool {conf['thin_pool']}: {lv['size_mb']} MiB, {lv['data_percent']}% used"
 
 
+# what check reads (module constants so tests can point them at fake trees)
+SYS_GFS2 = "/sys/fs/gfs2"
+DEV_DIR = "/dev"
+LIBVIRT_QEMU_CONF = "/etc/libvirt/qemu.conf"
+
+
 def _check_mount(conf):
     _mount_check(conf)
-    return True, f"{conf['mountpoint']} ok (mount_check={conf['mount_check']})"
+    if conf["mount_check"] != "gfs2":
+        return True, f"{conf['mountpoint']} ok (mount_check={conf['mount_check']})"
+    return _check_withdrawn(conf)
+
+
+def _mount_device(root):
+    """``major:minor`` of the file system mounted at ``root`` (last mount wins), or None."""
+    device = None
+    with open(MOUNTINFO, encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 4 and fields[4].replace("\\040", " ") == root:
+                device = fields[2]
+    return device
+
+
+def _check_withdrawn(conf):
+    """A withdrawn GFS2 stays in mountinfo; its ``/sys/fs/gfs2/<lock table>/withdraw``
+    (mode 0644, found by its ``id`` = the mount's major:minor) says so."""
+    mountpoint = conf["mountpoint"]
+    device = _mount_device(os.path.realpath(mountpoint))
+    for id_file in sorted(glob.glob(f"{SYS_GFS2}/*/id")):
+        try:
+            with open(id_file, encoding="ascii") as handle:
+                if handle.read().strip() != device:
+                    continue
+            table = os.path.basename(os.path.dirname(id_file))
+            with open(os.path.join(os.path.dirname(id_file), "withdraw"), encoding="ascii") as handle:
+                flag = handle.read().strip()
+        except OSError as err:
+            return False, f"cannot read {err.filename or id_file}: {err.strerror}: cannot tell whether GFS2 at {mountpoint} is withdrawn"
+        if flag != "0":
+            return False, (
+                f"GFS2 at {mountpoint} is withdrawn (lock table {table}): I/O there fails; move the VMs "
+                "off this host, read the kernel log (journalctl -k -g gfs2), then reboot it "
+                "(fsck.gfs2 only with the file system unmounted on every node)"
+            )
+        return True, f"{mountpoint}: gfs2 mounted (lock table {table}), not withdrawn"
+    return False, f"GFS2 at {mountpoint} (device {device}) has no {SYS_GFS2}/*/id entry: cannot tell whether it is withdrawn"
 
 
 def _check_tools():
@@ -1871,11 +1968,92 @@ def _check_tools():
     return True, "all present"
 
 
+def _check_udev(conf):
+    """The udev rule is in effect: each driver LV active here has a /dev node of
+    ``owner`` (read+write). Only active LVs have a node, so no LVM call is needed."""
+    vg_dir = os.path.join(DEV_DIR, conf["vg"])
+    try:
+        names = sorted(name for name in os.listdir(vg_dir)
+                       if RE_VM_LV.match(name) or RE_SNAP_LV.match(name) or RE_IMAGE_LV.match(name))
+    except FileNotFoundError:
+        names = []
+    nodes = []
+    for name in names:
+        try:
+            nodes.append((name, os.stat(os.path.join(vg_dir, name))))
+        except FileNotFoundError:
+            continue  # a stale link: not active
+    if not nodes:
+        return True, "no active driver LV to check"
+    uid, _ = _owner_ids(conf)
+    wrong = []
+    for name, info in nodes:
+        if info.st_uid != uid or (info.st_mode & 0o600) != 0o600:
+            try:
+                who = pwd.getpwuid(info.st_uid).pw_name
+            except KeyError:
+                who = str(info.st_uid)
+            wrong.append(f"{name} ({who} {info.st_mode & 0o7777:04o})")
+    if wrong:
+        shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        return False, (
+            f"{len(wrong)} of {len(nodes)} active driver LVs are not {conf['owner']}'s (read+write): {shown}; "
+            f"the udev rule is not in effect: apply gfs2clvm.worker, then as root "
+            f"udevadm control --reload && udevadm trigger --action=change {vg_dir}/<lv>"
+        )
+    return True, f"{len(nodes)} active driver LVs, all {conf['owner']}'s (udev rule in effect)"
+
+
+def _qemu_conf_settings(text):
+    """``key = value`` settings of a libvirt conf file (comments dropped, quotes removed)."""
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", line)
+        if match:
+            value = match.group(2).strip()
+            if value.startswith('"'):
+                value = value[1:].split('"', 1)[0]
+            else:
+                value = value.split("#", 1)[0].strip()
+            found[match.group(1)] = value
+    return found
+
+
+def _check_libvirt(conf):
+    """What the formula sets in qemu.conf: qemu runs as owner:group and libvirt
+    leaves device ownership to the udev rule (``dynamic_ownership = 0``)."""
+    path = LIBVIRT_QEMU_CONF
+    if not os.path.lexists(path):
+        return True, f"libvirt not installed (no {path})"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            settings = _qemu_conf_settings(handle.read())
+    except PermissionError:
+        me = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "root"
+        return True, f"{path} is not readable by {me}: its settings are not checked (run gfs2clvm.check as root)"
+    except OSError as err:
+        return False, f"cannot read {path}: {err.strerror}"
+    want = {"user": conf["owner"], "group": conf["group"], "dynamic_ownership": "0"}
+
+    def shown(key, value):  # as qemu.conf spells it
+        return value if key == "dynamic_ownership" else f'"{value}"'
+
+    wrong = [f"{key} is {shown(key, settings[key])}" if key in settings else f"{key} is not set"
+             for key in want if settings.get(key) != want[key]]
+    if wrong:
+        wanted = ", ".join(f"{key} = {shown(key, value)}" for key, value in want.items())
+        return False, (f"{path}: {', '.join(wrong)} (the driver needs {wanted}): "
+                       "apply gfs2clvm.worker (libvirt:manage) or set them by hand, then restart libvirtd")
+    return True, f"{path}: user {conf['owner']}, group {conf['group']}, dynamic_ownership 0"
+
+
 def check():
     """
     Health of this worker for gfs2clvm: configuration, LVM and device-mapper,
-    sudo rules, lvmlockd, the shared VG, the thin pool, the GFS2 mount and the
-    helper tools. Never raises: every problem is one failed check with a reason.
+    sudo rules, lvmlockd, the shared VG, the thin pool, the GFS2 mount (and
+    not withdrawn), the helper tools, the udev rule on the driver's active LVs
+    and libvirt's qemu.conf (when libvirt is installed). Never raises: every
+    problem is one failed check with a reason.
 
     Returns ``{ok, checks: {name: {ok, detail}}}``.
 
@@ -1900,6 +2078,8 @@ def check():
             thin_pool=lambda: _check_thin_pool(conf),
             mount=lambda: _check_mount(conf),
             tools=_check_tools,
+            udev=lambda: _check_udev(conf),
+            libvirt=lambda: _check_libvirt(conf),
         )
     results = {}
     for name, probe in checks.items():

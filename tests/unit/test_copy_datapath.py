@@ -329,7 +329,7 @@ def test_qcow2_is_one_qemu_img_convert_no_info(mod, g, mnt):
     assert (mnt / "out.raw").read_bytes() == raw.read_bytes() and ret["bytes"] == 24 * MiB + 4096
     assert len(calls) == 1 and calls[0][:2] == ["qemu-img", "convert"]
     argv = calls[0]
-    assert {"-n", "--target-is-zero"} <= set(argv)  # a new sparse file reads zeros
+    assert {"-n", "--target-is-zero", "-W"} <= set(argv)  # a new sparse file reads zeros
     assert argv[argv.index("-T") + 1] == "none" and argv[argv.index("-t") + 1] == "none"
     assert argv[-2] == str(qcow) and argv[-1].startswith(str(mnt / "out.raw") + ".gfs2clvm-")
     assert os.stat(mnt / "out.raw").st_blocks * 512 < 8 * MiB
