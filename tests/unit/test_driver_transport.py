@@ -541,3 +541,53 @@ def test_watchdog_kills_only_the_calls_processes():
     finally:
         old.kill()
         old.wait()
+
+
+class _Owner:
+    """Like salt.utils.vt.Terminal: a method sleeping for the object's own process."""
+
+    def __init__(self, fast, pid):
+        self.fast, self.pid = fast, pid
+
+    def wait_a_bit(self, seconds):
+        start = time.monotonic()
+        self.fast.sleep(seconds)
+        return time.monotonic() - start
+
+
+def test_a_method_waits_for_its_own_process_only():
+    fast = transport.FastTime()
+    mine = subprocess.Popen(["sleep", "0.3"])
+    other = subprocess.Popen(["true"])  # exits at once: not what the method waits for
+    try:
+        took = _Owner(fast, mine.pid).wait_a_bit(5)
+        assert 0.25 <= took < 2, took
+    finally:
+        mine.wait()
+        other.wait()
+
+
+def test_a_method_whose_process_was_reaped_does_not_wait():
+    """Terminal.recv reaps ssh at EOF, then close() sleeps 0.1 s twice for it: nothing to wait for."""
+    fast = transport.FastTime()
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    busy = subprocess.Popen(["sleep", "5"])  # another child still running does not matter
+    try:
+        assert _Owner(fast, proc.pid).wait_a_bit(1) < 0.05
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_quick_exit_freezes_the_collector_at_exit():
+    code = ("import atexit, gc\n"
+            "from gfs2clvm_driver import transport\n"
+            "atexit.register(lambda: print('at exit', gc.get_freeze_count() > 0))  # runs after the freeze\n"
+            "transport._quick_exit_once(); transport._quick_exit_once()\n"
+            "print('running', gc.get_freeze_count(), len(transport._QUICK_EXIT))\n")
+    lib = str(Path(transport.__file__).parent.parent)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": lib})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "running 0 1\nat exit True\n"
