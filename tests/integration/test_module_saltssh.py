@@ -209,3 +209,56 @@ def test_bad_input_is_refused_remotely(saltssh, who, area):
     rc, data, err = saltssh.call("gfs2clvm.copy", "/etc/shadow", str(area / "x"), user=who)
     assert rc != 0 and "not under the mountpoint" in f"{data}{err}"
     assert not (area / "x").exists()
+
+
+# ---------------------------------------------------------------- check and orphans_remove
+@pytest.mark.parametrize("who", WHO)
+def test_check_reports_udev_and_libvirt(saltssh, who):
+    assert not os.path.exists(f"/dev/{VG}"), "this host has no device-mapper: no LV can be active here"
+    data = _ok(saltssh.call("gfs2clvm.check", user=who))
+    checks = data["checks"]
+    assert set(checks) == {"config", "lvm", "device_mapper", "sudo", "lvmlockd", "vg", "thin_pool", "mount", "tools",
+                           "udev", "libvirt"}
+    for name, item in checks.items():
+        assert set(item) == {"ok", "detail"} and isinstance(item["ok"], bool), (name, item)
+        assert item["detail"] and "\n" not in item["detail"], (name, item)
+    assert checks["udev"] == {"ok": True, "detail": "no active driver LV to check"}
+    assert checks["mount"]["ok"] is True, checks["mount"]  # mount_check: none (no withdraw look)
+    if not os.path.lexists("/etc/libvirt/qemu.conf"):
+        assert checks["libvirt"] == {"ok": True, "detail": "libvirt not installed (no /etc/libvirt/qemu.conf)"}
+    else:
+        assert checks["libvirt"]["detail"].startswith("/etc/libvirt/qemu.conf"), checks["libvirt"]
+
+
+def test_orphans_remove_part_way_is_one_line_through_saltssh(saltssh, lvm_setup):
+    """The unprivileged user (as oneadmin) cannot unlink a dangling link in a
+    root-owned VM directory: the LVs and the other link still go, and the error
+    names what was removed and what was not (no traceback, no silent partial result)."""
+    saltfile, log = lvm_setup
+    who = "unpriv"
+    target = saltssh.target(who)
+    vm7 = _vm_tree(saltssh, who, 0, 7, {"disk.0": f"/dev/{VG}/lv-one-7-0", "disk.4": f"/dev/{VG}/lv-one-7-4"})
+    _vm_tree(saltssh, who, 0, 70, {"disk.0": f"/dev/{VG}/lv-one-70-0"})
+    vm12 = saltssh.mountpoints[who] / "datastores" / "0" / "12"
+    vm12.mkdir()  # root's, 0755
+    vm12.chmod(0o755)
+    (vm12 / "disk.1").symlink_to("/nonexistent/gone.img")
+    try:
+        log.write_text("")
+        rc, data, err = saltssh.run(target, "gfs2clvm.orphans_remove", saltfile=saltfile)
+        assert rc == 0, f"{data} {err}"
+        assert data == {"vg": VG, "dry_run": True, "lvs": ["lv-one-8-0-s0", "lv-one-8-0", "lv-one-9-0"],
+                        "links": [str(vm12 / "disk.1"), str(vm7 / "disk.4")], "skipped": []}
+        assert [c.split()[1] for c in log.read_text().splitlines()] == ["lvs"]  # the dry run removed nothing
+        rc, data, err = saltssh.run(target, "gfs2clvm.orphans_remove", "dry_run=False", saltfile=saltfile)
+        text = f"{data} {err}"
+        assert rc != 0 and "Traceback" not in text, text
+        assert (
+            f"orphans_remove did not finish: cannot remove {vm12}/disk.1: permission denied; "
+            f"removed: lv-one-8-0-s0, lv-one-8-0, lv-one-9-0, {vm7}/disk.4; not removed: {vm12}/disk.1"
+        ) in text, text
+        calls = log.read_text().splitlines()
+        assert calls[-1] == f"root lvremove --yes {VG}/lv-one-8-0-s0 {VG}/lv-one-8-0 {VG}/lv-one-9-0"
+        assert not os.path.lexists(vm7 / "disk.4") and os.path.islink(vm12 / "disk.1")
+    finally:
+        shutil.rmtree(saltssh.mountpoints[who] / "datastores", ignore_errors=True)

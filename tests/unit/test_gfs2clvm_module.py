@@ -633,7 +633,8 @@ def test_check_reports_instead_of_raising(fake, conf, tmp_path):
         ret = gfs2clvm.check()
     assert ret["ok"] is False
     checks = ret["checks"]
-    assert set(checks) == {"config", "lvm", "device_mapper", "sudo", "lvmlockd", "vg", "thin_pool", "mount", "tools"}
+    assert set(checks) == {"config", "lvm", "device_mapper", "sudo", "lvmlockd", "vg", "thin_pool", "mount", "tools",
+                           "udev", "libvirt"}
     assert checks["device_mapper"] == {"ok": True, "detail": "device-mapper available"}
     assert checks["vg"] == {"ok": False, "detail": "volume group vg_cloudstorage not found on this host"}
     assert checks["mount"]["ok"] is False and "not a mounted gfs2 file system" in checks["mount"]["detail"]

@@ -60,11 +60,13 @@ def test_check_reports_what_this_host_lacks(tmp_path):
     ret = json.loads(proc.stdout)["local"]
     assert ret["ok"] is False
     checks = ret["checks"]
-    assert set(checks) == {"config", "lvm", "device_mapper", "sudo", "lvmlockd", "vg", "thin_pool", "mount", "tools"}
+    assert set(checks) == {"config", "lvm", "device_mapper", "sudo", "lvmlockd", "vg", "thin_pool", "mount", "tools",
+                           "udev", "libvirt"}
     for name, item in checks.items():
         assert set(item) == {"ok", "detail"} and isinstance(item["ok"], bool) and item["detail"], name
     assert checks["config"]["ok"] is True
     assert checks["vg"]["ok"] is False and "vg_gfs2clvm_absent" in checks["vg"]["detail"]
+    assert checks["udev"] == {"ok": True, "detail": "no active driver LV to check"}  # no /dev/vg_gfs2clvm_absent
     assert checks["mount"] == {
         "ok": False,
         "detail": f"{tmp_path / 'one'} is not a mount point, not a mounted gfs2 file system: refusing to write there",
