@@ -1943,11 +1943,15 @@ def _check_withdrawn(conf):
             with open(id_file, encoding="ascii") as handle:
                 if handle.read().strip() != device:
                     continue
-            table = os.path.basename(os.path.dirname(id_file))
-            with open(os.path.join(os.path.dirname(id_file), "withdraw"), encoding="ascii") as handle:
+        except OSError:
+            continue  # another GFS2, unmounted meanwhile
+        table = os.path.basename(os.path.dirname(id_file))
+        withdraw = os.path.join(os.path.dirname(id_file), "withdraw")
+        try:
+            with open(withdraw, encoding="ascii") as handle:
                 flag = handle.read().strip()
         except OSError as err:
-            return False, f"cannot read {err.filename or id_file}: {err.strerror}: cannot tell whether GFS2 at {mountpoint} is withdrawn"
+            return False, f"cannot read {withdraw}: {err.strerror}: cannot tell whether GFS2 at {mountpoint} is withdrawn"
         if flag != "0":
             return False, (
                 f"GFS2 at {mountpoint} is withdrawn (lock table {table}): I/O there fails; move the VMs "

@@ -72,6 +72,15 @@ def test_unreadable_withdraw_flag_is_reported(fake, mnt, gfs2_mounted):
                                  f"cannot tell whether GFS2 at {mnt} is withdrawn")
 
 
+def test_an_unreadable_id_of_another_gfs2_is_skipped(fake, mnt, gfs2_mounted):
+    """An entry that cannot be read (an id that is a directory here; a GFS2 being
+    unmounted in real life) is not the mount's: the mount's own entry still decides."""
+    other = gfs2_mounted.parent / "a-first:fs"
+    (other / "id").mkdir(parents=True)
+    assert sorted(gfs2_mounted.parent.glob("*/id"))[0] == other / "id"
+    assert gfs2clvm._check_mount(gfs2clvm._config()) == (True, f"{mnt}: gfs2 mounted (lock table onecluster:gfs2), not withdrawn")
+
+
 def test_withdraw_is_only_looked_at_for_gfs2(fake, conf, mnt, tmp_path):
     conf["mount_check"] = "none"
     with patch.object(gfs2clvm, "SYS_GFS2", str(tmp_path / "absent")):
