@@ -591,3 +591,20 @@ def test_quick_exit_freezes_the_collector_at_exit():
                           env={**os.environ, "PYTHONPATH": lib})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "running 0 1\nat exit True\n"
+
+
+MUX_NOTES = ("mux_client_request_session: session request failed: Session open refused by peer\n"
+             "ControlSocket /tmp/gfs2clvm-cm-0/0123abcd-f999428370e9fd9e7be43e4e5ec9f070bf98e3f2 already exists, "
+             "disabling multiplexing\n")
+
+
+@pytest.mark.parametrize("stderr, expected", [
+    (MUX_NOTES + "Error running 'gfs2clvm_tm.clone': no space\n", "f on h: no space"),
+    (MUX_NOTES + "ssh: connect to host h port 22: Connection refused\n",
+     "ssh to h failed: ssh: connect to host h port 22: Connection refused"),
+])
+def test_failure_text_skips_ssh_multiplexing_notes(stderr, expected):
+    """Over MaxSessions the worker's sshd refuses a session on the shared master: ssh says so
+    in two lines, opens a connection of its own and the call goes on (measured with OpenSSH
+    9.2); those lines are never the error message."""
+    assert saltssh.failure_text("f", "h", {"retcode": 1, "stderr": stderr, "_error": ""}) == expected

@@ -28,6 +28,9 @@ from .core import DriverError, info, one_line
 
 MAX_INLINE = 24 * 1024  # bytes of encoded arguments per call (x ~3.6 in the shim)
 _ERROR_PREFIX = re.compile(r"^Error running '[\w.]+': ")
+# ssh's own notes when the worker's sshd refuses another session on the shared master
+# (MaxSessions): ssh then opens a connection of its own and the call goes on.
+_MUX_NOTE = re.compile(r"^(mux_client_[a-z_]+: |ControlSocket .* already exists, disabling multiplexing)")
 
 
 def build_argv(conf, targets, fun, args=(), kwargs=None):
@@ -123,12 +126,13 @@ def progress_amount(done, total):
 
 
 def without_progress(text):
-    """``text`` without the worker's ``gfs2clvm-progress:`` lines (never an error message)."""
+    """``text`` without the worker's ``gfs2clvm-progress:`` lines and ssh's multiplexing
+    notes (never an error message)."""
     text = str(text or "")
-    if transport.PROGRESS_MARK not in text:
+    if transport.PROGRESS_MARK not in text and "mux_client_" not in text and "ControlSocket " not in text:
         return text
     return "".join(line for line in text.splitlines(keepends=True)
-                   if not line.lstrip().startswith(transport.PROGRESS_MARK))
+                   if not line.lstrip().startswith(transport.PROGRESS_MARK) and not _MUX_NOTE.match(line))
 
 
 # what ssh prints when it cannot reach or keep the worker
