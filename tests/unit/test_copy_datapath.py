@@ -7,13 +7,11 @@ qemu-img); the progress tests replace only the module's clock.
 """
 
 import fcntl
-import grp
 import hashlib
 import http.server
 import io
 import mmap
 import os
-import pwd
 import re
 import subprocess
 import threading
@@ -21,10 +19,8 @@ from pathlib import Path
 from unittest.mock import patch
 
 import pytest
-import salt._logging.impl
-import salt.config
 from salt.exceptions import CommandExecutionError
-from saltfactories.utils.functional import Loaders
+from module_loaders import module_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -40,29 +36,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaders(world):
-    opts = salt.config.minion_config(None)
-    state = world / "salt"
-    opts.update(
-        root_dir=str(state),
-        cachedir=str(state / "cache"),
-        pki_dir=str(state / "pki"),
-        sock_dir=str(state / "run"),
-        log_file=str(state / "minion.log"),
-        file_client="local",
-        file_roots={"base": [str(state / "empty")]},
-        module_dirs=[str(REPO / "_modules")],
-        gfs2clvm={
-            "mountpoint": str(world / "one"),
-            "mount_check": "none",
-            "owner": pwd.getpwuid(os.geteuid()).pw_name,
-            "group": grp.getgrgid(os.getegid()).gr_name,
-            "sudo": False,
-            "dd_bs": "1M",
-        },
-    )
-    (state / "empty").mkdir(parents=True)
-    yield Loaders(opts)
-    salt._logging.impl.shutdown_temp_handler()
+    yield from module_loaders(world, dd_bs="1M")
 
 
 @pytest.fixture

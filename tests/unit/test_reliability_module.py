@@ -9,16 +9,11 @@ The integration tier (tests/integration/test_reliability_badinput.py) covers the
 through salt-ssh, where LVM fails on this host before the file-system side is reached.
 """
 
-import grp
-import os
-import pwd
 from pathlib import Path
 
 import pytest
-import salt._logging.impl
-import salt.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
-from saltfactories.utils.functional import Loaders
+from module_loaders import module_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -43,29 +38,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaders(world):
-    opts = salt.config.minion_config(None)
-    state = world / "salt"
-    opts.update(
-        root_dir=str(state),
-        cachedir=str(state / "cache"),
-        pki_dir=str(state / "pki"),
-        sock_dir=str(state / "run"),
-        log_file=str(state / "minion.log"),
-        file_client="local",
-        file_roots={"base": [str(state / "empty")]},
-        module_dirs=[str(REPO / "_modules")],
-        gfs2clvm={
-            "mountpoint": str(world / "one"),
-            "mount_check": "none",
-            "owner": pwd.getpwuid(os.geteuid()).pw_name,
-            "group": grp.getgrgid(os.getegid()).gr_name,
-            "lvm_bin": str(world / "lvm-bin"),
-            "sudo": False,
-        },
-    )
-    (state / "empty").mkdir(parents=True)
-    yield Loaders(opts)
-    salt._logging.impl.shutdown_temp_handler()
+    yield from module_loaders(world, lvm_bin=str(world / "lvm-bin"))
 
 
 @pytest.fixture

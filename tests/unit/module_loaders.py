@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The gfs2clvm execution modules loaded by saltfactories' ``Loaders`` from ``_modules``
+(as salt-call would load them), with a throw-away minion state under ``world/salt`` and
+the mountpoint ``world/one``; shared by the unit tests that run the module on real files."""
+
+import grp
+import os
+import pwd
+from pathlib import Path
+
+import salt._logging.impl
+import salt.config
+from saltfactories.utils.functional import Loaders
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def module_loaders(world, **settings):
+    """Generator for a module-scoped fixture: yields ``Loaders`` whose ``gfs2clvm``
+    settings are the test defaults (no sudo, no mount check, the caller's own user and
+    group) updated with ``settings``; stops Salt's temporary log handler afterwards."""
+    opts = salt.config.minion_config(None)
+    state = world / "salt"
+    opts.update(
+        root_dir=str(state),
+        cachedir=str(state / "cache"),
+        pki_dir=str(state / "pki"),
+        sock_dir=str(state / "run"),
+        log_file=str(state / "minion.log"),
+        file_client="local",
+        file_roots={"base": [str(state / "empty")]},
+        module_dirs=[str(REPO / "_modules")],
+        gfs2clvm={
+            "mountpoint": str(world / "one"),
+            "mount_check": "none",
+            "owner": pwd.getpwuid(os.geteuid()).pw_name,
+            "group": grp.getgrgid(os.getegid()).gr_name,
+            "sudo": False,
+            **settings,
+        },
+    )
+    (state / "empty").mkdir(parents=True)
+    yield Loaders(opts)
+    salt._logging.impl.shutdown_temp_handler()
