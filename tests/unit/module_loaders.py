@@ -6,7 +6,11 @@ the mountpoint ``world/one``; shared by the unit tests that run the module on re
 import grp
 import os
 import pwd
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 import salt._logging.impl
 import salt.config
@@ -42,3 +46,26 @@ def module_loaders(world, **settings):
     (state / "empty").mkdir(parents=True)
     yield Loaders(opts)
     salt._logging.impl.shutdown_temp_handler()
+
+
+def loop_device_lv(tmp_path, tag, size_mib=16):
+    """Generator for a fixture: a real block device at an LV-style path
+    ``/dev/gfs2clvm-<tag>-<pid>/lv-one-1-0`` (a loop device over a file filled with a
+    previous tenant's bytes, 0xee); skipped where the host allows no loop device."""
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("needs root and losetup for a loop block device")
+    backing = tmp_path / "disk.img"
+    backing.write_bytes(b"\xee" * size_mib * 1024 * 1024)
+    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True, text=True, check=False)
+    if dev.returncode != 0:
+        pytest.skip(f"no loop device: {dev.stderr.strip()}")
+    vgdir = Path(f"/dev/gfs2clvm-{tag}-{os.getpid()}")
+    vgdir.mkdir()
+    lv = vgdir / "lv-one-1-0"
+    lv.symlink_to(dev.stdout.strip())
+    try:
+        yield lv
+    finally:
+        lv.unlink()
+        vgdir.rmdir()
+        subprocess.run(["losetup", "-d", dev.stdout.strip()], check=True)

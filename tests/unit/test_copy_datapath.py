@@ -20,7 +20,7 @@ from unittest.mock import patch
 
 import pytest
 from salt.exceptions import CommandExecutionError
-from module_loaders import module_loaders
+from module_loaders import loop_device_lv, module_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -348,24 +348,7 @@ def test_not_a_qcow2_is_refused_before_qemu_img(mod, g, mnt):
 
 @pytest.fixture
 def loop_lv(tmp_path):
-    """A real block device at an LV-style path /dev/<vg>/<lv> (a loop device over a file)."""
-    if os.geteuid() != 0 or not subprocess.run(["which", "losetup"], capture_output=True).returncode == 0:
-        pytest.skip("needs root and losetup for a loop block device")
-    backing = tmp_path / "disk.img"
-    backing.write_bytes(b"\xee" * 16 * MiB)  # the previous tenant's data
-    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True, text=True)
-    if dev.returncode != 0:
-        pytest.skip(f"no loop device: {dev.stderr.strip()}")
-    vgdir = Path(f"/dev/gfs2clvm-uc-{os.getpid()}")
-    vgdir.mkdir()
-    lv = vgdir / "lv-one-1-0"
-    lv.symlink_to(dev.stdout.strip())
-    try:
-        yield lv
-    finally:
-        lv.unlink()
-        vgdir.rmdir()
-        subprocess.run(["losetup", "-d", dev.stdout.strip()], check=True)
+    yield from loop_device_lv(tmp_path, "uc")
 
 
 def test_qcow2_to_a_device_overwrites_the_old_data_unless_zeroed(mod, g, mnt, loop_lv):

@@ -24,7 +24,7 @@ from unittest.mock import patch
 
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
-from module_loaders import module_loaders
+from module_loaders import loop_device_lv, module_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -241,24 +241,7 @@ def test_copy_from_http(mod, mnt, http_dir):
 
 @pytest.fixture
 def loop_lv(tmp_path):
-    """A real block device at an LV-style path /dev/<vg>/<lv> (a loop device over a file)."""
-    if os.geteuid() != 0 or not shutil.which("losetup"):
-        pytest.skip("needs root and losetup for a loop block device")
-    backing = tmp_path / "disk.img"
-    backing.write_bytes(b"\xee" * 16 * MiB)  # the previous tenant's data
-    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True, text=True)
-    if dev.returncode != 0:
-        pytest.skip(f"no loop device: {dev.stderr.strip()}")
-    vgdir = Path(f"/dev/gfs2clvm-ut-{os.getpid()}")
-    vgdir.mkdir()
-    lv = vgdir / "lv-one-1-0"
-    lv.symlink_to(dev.stdout.strip())
-    try:
-        yield lv
-    finally:
-        lv.unlink()
-        vgdir.rmdir()
-        subprocess.run(["losetup", "-d", dev.stdout.strip()], check=True)
+    yield from loop_device_lv(tmp_path, "ut")
 
 
 def test_copy_to_a_block_device_zeroes_the_holes(mod, mnt, loop_lv):
