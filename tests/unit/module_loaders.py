@@ -4,10 +4,12 @@
 the mountpoint ``world/one``; shared by the unit tests that run the module on real files."""
 
 import grp
+import http.server
 import os
 import pwd
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,22 @@ def loop_device_lv(tmp_path, tag, size_mib=16):
         lv.unlink()
         vgdir.rmdir()
         subprocess.run(["losetup", "-d", dev.stdout.strip()], check=True)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory without logging every request to stderr."""
+
+    def log_message(self, *args):
+        pass
+
+
+def http_dir_server(tmp_path):
+    """Generator for a fixture: ``(root, url)`` of a local HTTP server of ``tmp_path/www``."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: QuietHandler(*a, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -8,19 +8,17 @@ qemu-img); the progress tests replace only the module's clock.
 
 import fcntl
 import hashlib
-import http.server
 import io
 import mmap
 import os
 import re
 import subprocess
-import threading
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
 from salt.exceptions import CommandExecutionError
-from module_loaders import loop_device_lv, module_loaders
+from module_loaders import http_dir_server, loop_device_lv, module_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -201,21 +199,9 @@ def test_progress_false_writes_nothing(mod, g, mnt, capfd):
     assert _lines(out + err) == []
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def http_dir(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from http_dir_server(tmp_path)
 
 
 def test_progress_of_a_url_uses_its_content_length(mod, g, mnt, http_dir, capfd):

@@ -12,19 +12,17 @@ argv, so the real runner, sudo-less argv and JSON parsing are exercised.
 import base64
 import grp
 import hashlib
-import http.server
 import os
 import pwd
 import shutil
 import stat
 import subprocess
-import threading
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
-from module_loaders import loop_device_lv, module_loaders
+from module_loaders import QuietHandler, http_dir_server, loop_device_lv, module_loaders
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -162,7 +160,7 @@ def test_a_failed_copy_keeps_the_old_destination(mod, mnt, http_dir):
 def test_http_redirect_to_another_scheme_is_refused(mod, mnt, http_dir):
     root, url = http_dir
     (root / "moved.raw").write_text("")  # the handler below redirects instead
-    with patch.object(_Handler, "do_GET", _redirect_to_file):
+    with patch.object(QuietHandler, "do_GET", _redirect_to_file):
         with pytest.raises(CommandExecutionError, match="redirect to a non-http"):
             mod.copy(f"{url}/moved.raw", str(mnt / "x.raw"))
     assert not (mnt / "x.raw").exists()
@@ -210,21 +208,9 @@ def test_copy_qcow2_with_backing_file_is_refused(mod, mnt, tmp_path):
     assert not (mnt / "out.raw").exists()
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def http_dir(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from http_dir_server(tmp_path)
 
 
 def test_copy_from_http(mod, mnt, http_dir):
