@@ -23,7 +23,7 @@ import json
 import re
 import subprocess
 
-from . import transport
+from . import slots, transport
 from .core import DriverError, info, one_line
 
 MAX_INLINE = 24 * 1024  # bytes of encoded arguments per call (x ~3.6 in the shim)
@@ -76,7 +76,8 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
     hosts = list(dict.fromkeys(hosts))
     argv = build_argv(conf, hosts, fun, args, kwargs)
     try:
-        code, stdout, stderr = transport.run(argv, timeout=conf["timeout"], progress=progress_reporter(fun))
+        with slots.for_conf(conf, hosts, slot_reporter(fun)):
+            code, stdout, stderr = transport.run(argv, timeout=conf["timeout"], progress=progress_reporter(fun))
     except FileNotFoundError:
         raise DriverError(f"salt-ssh not found at {conf['salt_ssh']} (config salt_ssh)") from None
     except subprocess.TimeoutExpired:
@@ -115,6 +116,16 @@ def progress_reporter(fun):
 
     def report(host, percent, done, total):
         info(f"{action} {host}: {percent:.0f}% ({progress_amount(done, total)})")
+
+    return report
+
+
+def slot_reporter(fun):
+    """``waiting(host, limit)`` for slots.held: one oned INFO line when a call queues."""
+    action = fun.rsplit(".", 1)[-1]
+
+    def report(host, limit):
+        info(f"{action} {host}: waiting, {limit} driver calls to {host} are running (max_calls_per_host)")
 
     return report
 

@@ -18,8 +18,8 @@ import shlex
 import subprocess
 import uuid
 
-from . import validate
-from .core import DriverError
+from . import slots, validate
+from .core import DriverError, info
 
 STAGING = ".gfs2clvm-staging"
 CHUNK = 4 * 1024 * 1024
@@ -59,8 +59,18 @@ def ssh_argv(conf, host):
 def send(conf, host, source, target):
     """Stream ``source`` (an iterable of byte chunks) to ``target`` on ``host``.
 
-    Returns ``(bytes, sha256 hex)`` of what was sent.
+    Returns ``(bytes, sha256 hex)`` of what was sent.  Holds one of ``host``'s call
+    slots (``slots``) while the stream runs.
     """
+    with slots.for_conf(conf, [host], _waiting):
+        return _send(conf, host, source, target)
+
+
+def _waiting(host, limit):
+    info(f"copy to {host}: waiting, {limit} driver calls to {host} are running (max_calls_per_host)")
+
+
+def _send(conf, host, source, target):
     argv = ssh_argv(conf, host) + [remote_command(conf, target)]
     digest = hashlib.sha256()
     count = 0
