@@ -298,6 +298,17 @@ FAILURES = [
      "Error running 'gfs2clvm_tm.mkswap': [Errno 13] Permission denied: '/x'"),
     ({"rc": 1, "out": "Traceback (most recent\nnot json", "stderr": "boom\nlast words\n"},
      "ERROR: gfs2clvm_tm.mkswap on node1: salt-ssh exit 1: last words"),
+    # found in the lab (worker down, its ssh port closed): salt-ssh 3008 returns ssh's
+    # failure to connect as the host's bare string value, exit 20 -- once taken for success
+    ({"rc": 20, "out": {"node1": "ssh: connect to host 127.0.0.1 port 2202: Connection refused"}},
+     "ERROR: ssh to node1 failed: ssh: connect to host 127.0.0.1 port 2202: Connection refused"),
+    ({"rc": 20, "out": {"node1": "kex_exchange_identification: read: Connection reset by peer"}},
+     "ERROR: ssh to node1 failed: kex_exchange_identification: read: Connection reset by peer"),
+    # salt-ssh failed the call though its value looks fine: never reported as done
+    ({"rc": 11, "value": {"ok": True}},
+     "ERROR: gfs2clvm_tm.mkswap on node1: salt-ssh exit 11 (node1: returned): no message"),
+    ({"rc": 20, "out": {"node1": "something odd"}, "stderr": "[ERROR   ] it broke\n"},
+     "ERROR: gfs2clvm_tm.mkswap on node1: salt-ssh exit 20 (node1: something odd): [ERROR ] it broke"),
 ]
 
 

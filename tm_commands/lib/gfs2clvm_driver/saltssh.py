@@ -107,6 +107,13 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
             failures.append(problem)
     if failures:
         raise DriverError("; ".join(failures))
+    if code != 0:
+        # every value looked like a success, yet salt-ssh says the call failed: never
+        # report that as done
+        values = "; ".join(f"{host}: {_last_line(data[host]) if isinstance(data[host], str) else 'returned'}"
+                           for host in hosts)
+        raise DriverError(f"{fun} on {', '.join(hosts)}: salt-ssh exit {code} ({values}): "
+                          f"{_last_line(stderr) if stderr.strip() else 'no message'}")
     return {host: data[host] for host in hosts}
 
 
@@ -160,6 +167,10 @@ def failure_text(fun, host, value):
         text = without_progress(value)
         if text.lstrip().startswith("Traceback") or "is not available" in text:
             return f"{fun} on {host}: {_last_line(text)}"
+        # salt-ssh returns ssh's own failure to connect as the host's bare string value
+        # (e.g. "ssh: connect to host 10.1.1.1 port 22: Connection refused", exit 20)
+        if text.lstrip().startswith("ssh:") or any(s in text for s in _SSH_FAILURES):
+            return f"ssh to {host} failed: {_last_line(text)}"
     if not (isinstance(value, dict) and "retcode" in value and ("_error" in value or "stderr" in value)):
         return None
     retcode = value.get("retcode")
