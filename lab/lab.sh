@@ -136,6 +136,7 @@ qemu_args() { # NODE N RUN -> QARGS
   QARGS=(-machine pc,accel=tcg -cpu max -smp 1 -m "$MEM"
     -nodefaults -no-user-config -display none -no-reboot
     -serial "file:$run/console.log"
+    -monitor "unix:$VMS/$node.mon,server=on,wait=off"
     -kernel "$kernel" -initrd "$INITRD"
     -append "console=ttyS0 loglevel=4 panic=-1 mitigations=off no_timer_check net.ifnames=0 systemd.unit=lab.target systemd.show_status=0"
     -fsdev "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap"
@@ -167,6 +168,7 @@ start_guest() { # NODE N
     "$node" "$(node_ip "$node")/24" "$links" "$MASK" >"$run/env"
   ssh-keygen -q -t ed25519 -N '' -C "gfs2clvm-lab-$node" -f "$run/host_key"
   "$LABSRC/mkseed.sh" "$run/seed" "$run/env" "$run/host_key" "$KEY.pub" || die "mkseed failed for $node"
+  rm -f "$VMS/$node.mon"
   qemu_args "$node" "$n" "$run"
   echo "$(node_port "$node")" >"$VMS/$node.port"
   echo "$run" >"$VMS/$node.run"
@@ -408,7 +410,7 @@ cmd_down() {
       kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
       echo "lab: $node killed (no clean poweroff)"
     fi
-    rm -f "$VMS/$node".{pid,port,run}
+    rm -f "$VMS/$node".{pid,port,run,mon}
   done
   for pid in "$CMDIR"/*; do   # multiplexing masters of the guests that are gone
     [ -S "$pid" ] && ssh -F /dev/null -o "ControlPath=$pid" -O exit x 2>/dev/null || true

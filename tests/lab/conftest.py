@@ -18,6 +18,7 @@ is healthy (every node answers ssh and has GFS2 at /var/lib/one): handy while de
 import json
 import os
 import shlex
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -57,6 +58,23 @@ class Lab:
         shipped per call), written by ``lab.sh up``; the provisioning one otherwise."""
         own = self.dir / "Saltfile.driver"
         return own if own.exists() else self.saltfile
+
+    def monitor(self, node, command, timeout=30):
+        """Run one HMP command on ``node``'s QEMU monitor (``vms/NODE.mon``, a unix
+        socket lab.sh gives every guest) and return its reply: the host's hand on the
+        guest's network cable, independent of anything running in the guest."""
+        path = self.dir / "vms" / f"{node}.mon"
+        if not path.is_socket():
+            raise LabError(f"{node} has no QEMU monitor at {path}: "
+                           "a lab booted by an older lab.sh? (lab.sh down; lab.sh up)")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            _read_prompt(sock)
+            sock.sendall(command.encode() + b"\n")
+            reply = _read_prompt(sock)
+        # the reply starts with the echoed command line (with terminal escapes)
+        return reply.split("\n", 1)[1].strip() if "\n" in reply else ""
 
     # -- lab.sh ----------------------------------------------------------------
     def lab_sh(self, *args, timeout=900):
@@ -159,6 +177,17 @@ class Lab:
             if proc.returncode != 0:
                 return False
         return True
+
+
+def _read_prompt(sock):
+    """Bytes from an HMP monitor up to its next ``(qemu)`` prompt, as text."""
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise LabError(f"QEMU monitor closed the connection: {buf[-200:]!r}")
+        buf += chunk
+    return buf[: -len(b"(qemu) ")].decode(errors="replace").replace("\r", "")
 
 
 def _parse_json_stream(text):
