@@ -35,12 +35,14 @@ import os
 import pwd
 import re
 import shutil
+import stat
 import struct
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -71,6 +73,9 @@ LV_FIELDS = (
     "lv_name,vg_name,lv_path,lv_size,lv_attr,lv_layout,lv_active,lv_active_locally,"
     "lv_active_exclusively,lv_device_open,origin,pool_lv,data_percent"
 )
+# orphans also reads when each LV was made (lv_time: LVM's report/time_format,
+# by default "%Y-%m-%d %T %z" in the host's local time; "" when unknown)
+ORPHAN_LV_FIELDS = LV_FIELDS + ",lv_time"
 VG_FIELDS = (
     "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,"
     "lv_count,vg_shared,vg_lock_type,vg_attr"
@@ -417,9 +422,9 @@ def _lv_record(row):
     }
 
 
-def _lvs(conf, vg, select=None):
-    """LV records of ``vg`` (optionally an LVM ``-S`` selection); raises if the VG is unknown."""
-    argv = _lvm(conf, "lvs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o", LV_FIELDS)
+def _lv_rows(conf, vg, select=None, fields=LV_FIELDS):
+    """The ``lvs`` JSON rows of ``vg`` (optionally an LVM ``-S`` selection); raises if the VG is unknown."""
+    argv = _lvm(conf, "lvs", "--reportformat", "json", "--units", "m", "--nosuffix", "-o", fields)
     if select:
         argv += ["-S", select]
     argv.append(vg)
@@ -429,7 +434,12 @@ def _lvs(conf, vg, select=None):
         if "not found" in line and "olume group" in line:
             raise CommandExecutionError(f"volume group {vg} not found on this host")
         raise CommandExecutionError(_error_line(argv, ret))
-    return [_lv_record(row) for row in _report(ret, "lv", argv)]
+    return _report(ret, "lv", argv)
+
+
+def _lvs(conf, vg, select=None):
+    """LV records of ``vg`` (optionally an LVM ``-S`` selection); raises if the VG is unknown."""
+    return [_lv_record(row) for row in _lv_rows(conf, vg, select)]
 
 
 def _lv_get(conf, vg, name):
@@ -1645,14 +1655,97 @@ def vm_delete(vmid, vg=None, path=None, wipe=None):
     return {"vmid": vmid, "vg": vg, "removed": [lv["name"] for lv in lvs], "wiped": wiped, "dir": removed_dir}
 
 
+def _now():
+    """Seconds since the epoch (one place, so that tests can fix the clock)."""
+    return time.time()
+
+
+def _lv_time(text):
+    """Epoch seconds of an ``lv_time`` value, or None.
+
+    LVM prints its ``report/time_format``, by default ``2026-11-25 20:57:30 +0100``
+    (the host's local time and its offset), and ``""`` when it does not know. Also
+    read: ISO 8601 and epoch seconds (``%s``); a time without an offset is local
+    time, as LVM wrote it. Anything else is unknown (None), never an error."""
+    text = str(text or "").strip()
+    if re.match(r"^[0-9]{1,11}$", text):
+        return float(text)
+    for parse in (lambda value: datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z"), datetime.fromisoformat):
+        try:
+            return parse(text).timestamp()
+        except (ValueError, OverflowError, OSError):
+            continue
+    return None
+
+
+def _when(seconds, now):
+    """``(ISO 8601 UTC, age in days to 0.1)`` of an epoch time, or ``(None, None)``."""
+    try:
+        iso = datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None, None
+    return iso, round((now - seconds) / 86400, 1)
+
+
+def _reason(err):
+    """The lower-case reason of an OSError: salt-ssh takes a capitalised
+    "Permission denied" on stderr for an ssh login failure and prompts to deploy its key."""
+    reason = err.strerror or str(err)
+    return f"{reason[:1].lower()}{reason[1:]}"
+
+
+def _vm_dir_id(conf, path):
+    """The vmid when ``path`` is a VM directory ``<mountpoint>/datastores/<dsid>/<vmid>``:
+    numeric names, a real directory, no symlink at either level; else None."""
+    dsdir, name = os.path.split(path)
+    root, dsid = os.path.split(dsdir)
+    if root != f"{conf['mountpoint']}/datastores" or not (_RE_ID.match(dsid) and _RE_ID.match(name)):
+        return None
+    if int(name) >= MAX_ID or os.path.islink(dsdir):
+        return None
+    try:
+        return int(name) if stat.S_ISDIR(os.lstat(path).st_mode) else None
+    except OSError:
+        return None
+
+
+def _dir_report(path, vmid, now):
+    """``{path, vmid, size_bytes, modified, age_days, error}`` of one VM directory:
+    bytes of the regular files in it (apparent size), newest mtime of it and of
+    everything in it; symlinks are counted as themselves, never followed. A
+    directory that cannot be read has None and the reason in ``error``."""
+    size, error = 0, None
+    try:
+        newest = os.lstat(path).st_mtime
+        pending = [path]
+        while pending:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    info = entry.stat(follow_symlinks=False)
+                    newest = max(newest, info.st_mtime)
+                    if stat.S_ISREG(info.st_mode):
+                        size += info.st_size
+                    elif stat.S_ISDIR(info.st_mode):
+                        pending.append(entry.path)
+    except OSError as err:
+        size, newest, error = None, None, f"cannot read {err.filename or path}: {_reason(err)}"
+    modified, age = _when(newest, now) if newest is not None else (None, None)
+    return {"path": path, "vmid": vmid, "size_bytes": size, "modified": modified, "age_days": age, "error": error}
+
+
 def _orphans(conf, vg, known):
-    """Orphan VM LVs and dangling ``disk.*`` links (see ``orphans``)."""
-    all_lvs = _lvs(conf, vg)
-    names = {lv["name"] for lv in all_lvs}
-    linked, dangling = set(), []
+    """Orphan VM LVs, dangling ``disk.*`` links and, with ``known``, VM directories
+    of other VMs (see ``orphans``); ``names``: every LV of ``vg``."""
+    now = _now()
+    all_lvs = [(_lv_record(row), row.get("lv_time")) for row in _lv_rows(conf, vg, fields=ORPHAN_LV_FIELDS)]
+    names = {lv["name"] for lv, _ in all_lvs}
+    linked, dangling, vm_dirs = set(), [], []
     for directory in sorted(glob.glob(f"{conf['mountpoint']}/datastores/*/*")):
         if not re.match(r"^\d+$", os.path.basename(directory)) or os.path.islink(directory):
             continue
+        vmid = _vm_dir_id(conf, directory) if known is not None else None
+        if vmid is not None and vmid not in known:
+            vm_dirs.append(_dir_report(directory, vmid, now))
         for item in _links(directory):
             device = _lv_device(os.path.normpath(item["target"])) if item["target"].startswith("/") else None
             if device and device[0] == vg:
@@ -1662,7 +1755,7 @@ def _orphans(conf, vg, known):
             elif not device and not item["exists"]:
                 dangling.append({"path": item["path"], "target": item["target"]})
     lvs = []
-    for lv in all_lvs:
+    for lv, made in all_lvs:
         parsed = RE_VM_LV.match(lv["name"]) or RE_SNAP_LV.match(lv["name"])
         if not parsed:
             continue
@@ -1673,23 +1766,35 @@ def _orphans(conf, vg, known):
             reason = "no VM directory links it"
         else:
             continue
-        lvs.append({"name": lv["name"], "vmid": vmid, "size_mb": lv["size_mb"], "open": lv["open"], "reason": reason})
-    return lvs, dangling
+        created, age = _when(_lv_time(made), now)
+        lvs.append({"name": lv["name"], "vmid": vmid, "size_mb": lv["size_mb"], "created": created,
+                    "age_days": age, "open": lv["open"], "reason": reason})
+    return {"lvs": lvs, "links": dangling, "dirs": vm_dirs, "names": names}
 
 
 def orphans(vg=None, vmids=None):
     """
-    Report VM LVs nobody uses and ``disk.*`` symlinks pointing nowhere.
+    Report VM LVs nobody uses, ``disk.*`` symlinks pointing nowhere and, with
+    ``vmids``, the directories of VMs that do not exist. Reads only.
 
     vmids
         the ids of the VMs that exist (e.g. from ``onevm list``): every
-        ``lv-one-<id>-*`` of another id is an orphan. Without it, an LV is an
-        orphan when no ``disk.*`` link points at it and its VM has no directory.
+        ``lv-one-<id>-*`` and every VM directory of another id is an orphan.
+        Without it, an LV is an orphan when no ``disk.*`` link points at it and
+        its VM has no directory, and no directory is reported (``dirs: []``).
 
     A dangling link is a ``disk.*`` symlink to an LV of ``vg`` that does not
-    exist, or to a missing file. Reads the whole VG (an admin report).
+    exist, or to a missing file. A VM directory is
+    ``<mountpoint>/datastores/<dsid>/<vmid>`` (numeric names, no symlink).
+    Reads the whole VG (an admin report).
 
-    Returns ``{vg, lvs: [{name, vmid, size_mb, open, reason}], links: [{path, target}]}``.
+    Returns ``{vg, lvs: [{name, vmid, size_mb, created, age_days, open, reason}],
+    links: [{path, target}], dirs: [{path, vmid, size_bytes, modified, age_days, error}]}``.
+    ``created`` is LVM's ``lv_time`` in ISO 8601 UTC (None when LVM does not
+    know it); ``size_bytes`` sums the regular files in the directory (symlinks
+    not followed), ``modified`` is the newest mtime of the directory and all in
+    it; ``age_days`` counts from those times (one decimal). A directory that
+    cannot be read has None there and the reason in ``error`` (else None).
 
     CLI Example:
 
@@ -1699,8 +1804,8 @@ def orphans(vg=None, vmids=None):
     """
     conf = _config()
     vg, vmids = _vg(vg or conf["vg"]), _vmids(vmids)
-    lvs, links = _orphans(conf, vg, vmids)
-    return {"vg": vg, "lvs": lvs, "links": links}
+    found = _orphans(conf, vg, vmids)
+    return {"vg": vg, "lvs": found["lvs"], "links": found["links"], "dirs": found["dirs"]}
 
 
 def orphans_remove(vg=None, vmids=None, dry_run=True):
@@ -1708,10 +1813,16 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     Remove what ``orphans`` reports (open LVs are skipped); ``dry_run``
     (default True) only says what would be removed.
 
-    Returns ``{vg, dry_run, lvs: [names], links: [paths], skipped: [names]}``.
-    A failure part-way (``lvremove`` refused an LV that became open, a link
-    that cannot be unlinked) does not stop the rest; it then raises one line
-    naming the problems, what was removed and what was not.
+    LVs go first (snapshots first, one ``lvremove``), then the dangling links,
+    then (only with ``vmids``) the orphan VM directories, whole. A directory that
+    still has a ``disk.*`` link to an LV that exists (one not removed here, e.g.
+    open) is skipped. Links and directories only when the mount check passes.
+
+    Returns ``{vg, dry_run, lvs: [names], links: [paths], dirs: [paths],
+    skipped: [open LV names, then directory paths]}``.
+    A failure part-way (``lvremove`` refused an LV that became open, a link or
+    directory that cannot be removed) does not stop the rest; it then raises
+    one line naming the problems, what was removed and what was not.
 
     CLI Example:
 
@@ -1723,31 +1834,35 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     conf = _config()
     vg, vmids = _vg(vg or conf["vg"]), _vmids(vmids)
     dry_run = _flag(dry_run, "dry_run")
-    lvs, links = _orphans(conf, vg, vmids)
-    names = sorted((lv["name"] for lv in lvs if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
-    skipped = [lv["name"] for lv in lvs if lv["open"]]
-    paths = [item["path"] for item in links]
+    found = _orphans(conf, vg, vmids)
+    names = sorted((lv["name"] for lv in found["lvs"] if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
+    skipped = [lv["name"] for lv in found["lvs"] if lv["open"]]
+    paths = [item["path"] for item in found["links"]]
+    dirs = [item["path"] for item in found["dirs"]]
+    busy = [path for path in dirs if _links_an_lv(vg, path, found["names"] - set(names))]
+    dirs, skipped = [path for path in dirs if path not in busy], skipped + busy
+    problems, kept = [], []
     if not dry_run:
-        if paths:
+        if paths or dirs:
             _mount_check(conf)
-        problems, kept = [], []
         if names:
             problem, left = _orphan_lvremove(conf, vg, names)
-            if problem:
-                problems.append(problem)
-                kept += left
-        for path in paths:
-            problem = _orphan_unlink(path)
-            if problem:
-                problems.append(problem)
-                kept.append(path)
-        if problems:
-            gone = [item for item in names + paths if item not in kept]
-            raise CommandExecutionError(
-                f"orphans_remove did not finish: {'; '.join(problems)}; "
-                f"removed: {', '.join(gone) or 'nothing'}; not removed: {', '.join(kept)}"
-            )
-    return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "skipped": skipped}
+            problems += [problem] if problem else []
+            kept += left
+        for path in paths + dirs:
+            if path in dirs and kept and _links_an_lv(vg, path, found["names"] - (set(names) - set(kept))):
+                kept.append(path)  # it links an LV that lvremove left (that problem is reported)
+                continue
+            problem = _orphan_unlink(path) if path in paths else _orphan_rmdir(conf, path)
+            problems += [problem] if problem else []
+            kept += [path] if problem else []
+    if problems:
+        gone = [item for item in names + paths + dirs if item not in kept]
+        raise CommandExecutionError(
+            f"orphans_remove did not finish: {'; '.join(problems)}; "
+            f"removed: {', '.join(gone) or 'nothing'}; not removed: {', '.join(kept)}"
+        )
+    return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "dirs": dirs, "skipped": skipped}
 
 
 def _orphan_lvremove(conf, vg, names):
@@ -1778,10 +1893,34 @@ def _orphan_unlink(path):
     except FileNotFoundError:
         return None
     except OSError as err:
-        # lower case: salt-ssh takes a capitalised "Permission denied" on stderr for
-        # an ssh login failure and prompts to deploy its key
-        reason = err.strerror or str(err)
-        return f"cannot remove {path}: {reason[:1].lower()}{reason[1:]}"
+        return f"cannot remove {path}: {_reason(err)}"
+    return None
+
+
+def _links_an_lv(vg, directory, present):
+    """True when a ``disk.*`` link of ``directory`` points at an LV that exists:
+    one of ``present`` (the LVs of ``vg`` left), or a device of another VG that is there."""
+    for item in _links(directory):
+        target = os.path.normpath(os.path.join(directory, item["target"]))
+        device = _lv_device(target)
+        if device and (device[1] in present if device[0] == vg else os.path.exists(target)):
+            return True
+    return False
+
+
+def _orphan_rmdir(conf, path):
+    """Remove one orphan VM directory, whole: None, or the problem (one line)."""
+    try:
+        if not os.path.lexists(path):
+            return None  # already gone
+        if _vm_dir_id(conf, path) is None:
+            return f"{path} is no longer a VM directory: left alone"
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename and err.filename != path else ""
+        return f"cannot remove {path}{where}: {_reason(err)}"
     return None
 
 

@@ -576,7 +576,7 @@ def test_orphans_and_remove(fake, mnt):
     _vm_tree(mnt, 12, {"disk.0": f"/dev/{VG}/lv-one-70-0", "disk.1": str(mnt / "gone.img")})
     fake.lvs("lvs_after.json")
     ret = gfs2clvm.orphans()
-    assert fake.calls == [LVS + [VG]]
+    assert fake.calls == [LVS[:-1] + [LVS[-1] + ",lv_time", VG]]  # orphans also reads when each LV was made
     assert [(lv["name"], lv["reason"]) for lv in ret["lvs"]] == [
         ("lv-one-8-0", "no VM directory links it"),
         ("lv-one-8-0-s0", "no VM directory links it"),
@@ -591,7 +591,7 @@ def test_orphans_and_remove(fake, mnt):
     fake.calls.clear()
     dry = gfs2clvm.orphans_remove()
     assert dry == {"vg": VG, "dry_run": True, "lvs": ["lv-one-8-0-s0", "lv-one-8-0", "lv-one-9-0"], "skipped": [],
-                   "links": [str(mnt / "datastores/0/12/disk.1"), str(mnt / "datastores/0/7/disk.5")]}
+                   "links": [str(mnt / "datastores/0/12/disk.1"), str(mnt / "datastores/0/7/disk.5")], "dirs": []}
     assert not fake.writes() and (mnt / "datastores/0/7/disk.5").is_symlink()
     done = gfs2clvm.orphans_remove(vmids="7,9,12", dry_run=False)
     # lv-one-70-0 belongs to VM 70, which is not in the list (whole-name ids, not prefixes)
