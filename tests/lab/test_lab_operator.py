@@ -22,10 +22,11 @@ host the front-end of the lab's workers and runs a VM's disks through the driver
   plain ssh (lvs, links under the GFS2 mount, which host has the LVs active), and
   nothing left behind.
 
-Salt-ssh calls: 2 enrolments (a cold thin deploy each the first time), 1 check, 5
-driver actions.
+Salt-ssh calls: 2 enrolments (a cold thin deploy each the first time), 2 checks, 1
+datastore monitor (§2.5's images.ds template, read from the docs), 5 TM actions.
 """
 
+import base64
 import json
 import os
 import pwd
@@ -180,14 +181,15 @@ class FrontEnd:
         return subprocess.run([str(self.tool), *map(str, args)], capture_output=True, text=True, env=env,
                               cwd="/", timeout=600, check=False, **kwargs)
 
-    def tm(self, action, *args):
-        """remotes/tm/gfs2clvm/ACTION as oneadmin, as oned runs it."""
-        exe = self.remotes / "tm" / "gfs2clvm" / action
+    def tm(self, action, *args, kind="tm", stdin=""):
+        """remotes/tm/gfs2clvm/ACTION (or remotes/datastore/...) as oneadmin, as oned runs it."""
+        exe = self.remotes / kind / "gfs2clvm" / action
         t0 = time.monotonic()
         proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=self.env(),
-                              cwd="/", timeout=900, check=False, user=self.uid, group=self.gid, extra_groups=[])
-        self.lab.timings[f"operator tm/{action}"] = round(time.monotonic() - t0, 1)
-        assert proc.returncode == 0, f"tm/{action} {args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+                              input=stdin, cwd="/", timeout=900, check=False, user=self.uid, group=self.gid,
+                              extra_groups=[])
+        self.lab.timings[f"operator {kind}/{action}"] = round(time.monotonic() - t0, 1)
+        assert proc.returncode == 0, f"{kind}/{action} {args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
 
     def cleanup(self):
@@ -287,15 +289,35 @@ def test_gfs2clvm_host_list_shows_the_workers(fe, lab):
         assert f"{node}\t{USER}@127.0.0.1:{fe.ports[node]}\tthin {THIN_DIR}\t" in text, text
 
 
-def test_gfs2clvm_host_check_passes(fe, lab):
+@pytest.mark.parametrize("node", ["node1", "node2"])
+def test_gfs2clvm_host_check_passes(fe, lab, node):
     t0 = time.monotonic()
-    proc = fe.host_tool("check", "node1")
-    lab.timings["operator: gfs2clvm-host check node1"] = round(time.monotonic() - t0, 1)
+    proc = fe.host_tool("check", node)
+    lab.timings[f"operator: gfs2clvm-host check {node}"] = round(time.monotonic() - t0, 1)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     out = proc.stdout.splitlines()
     for name in ("config", "lvm", "device_mapper", "sudo", "lvmlockd", "vg", "mount", "tools"):
         assert any(line.startswith(f"  ok   {name}: ") for line in out), (name, out)
     assert not any(line.startswith("  FAIL") for line in out), out
+
+
+def test_image_datastore_of_the_docs_is_monitored(fe, lab):
+    """§2.5's images.ds template, as oned hands it to remotes/datastore/gfs2clvm/monitor."""
+    section = (REPO / "docs" / "operations.md").read_text().split("### 2.5", 1)[1]
+    template = section.split("cat >images.ds <<'EOF'\n", 1)[1].split("\nEOF", 1)[0]
+    attrs = {key.strip(): value.strip().strip('"') for key, value in
+             (line.split("=", 1) for line in template.splitlines() if "=" in line)}
+    assert attrs["BRIDGE_LIST"] == "node1 node2" and attrs["VG_NAME"] == lab.vg, attrs
+    xml = ("<DS_DRIVER_ACTION_DATA><DATASTORE><ID>101</ID><TEMPLATE>"
+           + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in attrs.items())
+           + "</TEMPLATE></DATASTORE></DS_DRIVER_ACTION_DATA>")
+    proc = fe.tm("monitor", "101", kind="datastore", stdin=base64.b64encode(xml.encode()).decode())
+    got = dict(line.split("=", 1) for line in proc.stdout.split())
+    assert set(got) == {"USED_MB", "FREE_MB", "TOTAL_MB"}, proc.stdout
+    size = json.loads(lab.out("node1", ["vgs", "--reportformat", "json", "--units", "m", "--nosuffix",
+                                        "-o", "vg_size", lab.vg]))["report"][0]["vg"][0]["vg_size"]
+    assert abs(int(got["TOTAL_MB"]) - float(size)) <= 1, (got, size)
+    assert abs(int(got["USED_MB"]) + int(got["FREE_MB"]) - int(got["TOTAL_MB"])) <= 1, got
 
 
 # ------------------------------------------------------------------ a VM through the driver
