@@ -104,13 +104,22 @@ class FrontEnd:
             pw = pwd.getpwnam(USER)
         except KeyError:
             subprocess.run(["useradd", "-r", "-U", "-M", "-d", str(self.home), "-s", "/bin/sh", USER], check=True)
-            self.created_user = True
             pw = pwd.getpwnam(USER)
+            self.created_user = True
+        else:
+            if pw.pw_dir.startswith("/var/tmp/gfs2clvm-operator-"):  # left by an interrupted run of this test
+                subprocess.run(["usermod", "-d", str(self.home), USER], check=True)
+                self.created_user = True
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         # salt-ssh that oneadmin can run: the system python3 in a venv, with .venv's
         # packages (salt==3008.4 and its dependencies) on its path
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(self.venv)], check=True)
         site = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        system = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(f'python{sys.version_info[0]}."
+                                 "{sys.version_info[1]}')"], capture_output=True, text=True, check=False)
+        if system.stdout.strip() != site:
+            pytest.fail(f"/usr/bin/python3 is {system.stdout.strip() or system.stderr.strip()!r}, .venv is {site}: "
+                        "cannot make a salt-ssh oneadmin can run from .venv's packages", pytrace=False)
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(self.venv)], check=True)
         import salt  # noqa: PLC0415 -- where .venv's site-packages are
 
         (self.venv / "lib" / site / "site-packages" / "gfs2clvm-dev.pth").write_text(
