@@ -228,16 +228,26 @@ def fast_sleeps(modules=PATCHED_MODULES):
 # --------------------------------------------------------------------------
 # ssh multiplexing
 # --------------------------------------------------------------------------
-def control_dir():
-    """The private ControlPath directory (created 0700; refused when unsafe)."""
-    path = os.environ.get(ENV_CM_DIR) or os.path.join(tempfile.gettempdir(), f"gfs2clvm-cm-{os.getuid()}")
+def private_dir(path, what, error=None):
+    """``path``, created 0700 when missing; refused (``error``, default TransportError)
+    unless it is a real directory of this user closed to others."""
+    error = error or TransportError
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+    except OSError as err:
+        raise error(f"cannot create the {what} {path}: {err.strerror}") from None
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise TransportError(f"ssh control directory {path} must be a directory of uid {os.getuid()} with mode 0700")
+        raise error(f"{what} {path} must be a directory of uid {os.getuid()} with mode 0700")
+    return path
+
+
+def control_dir():
+    """The private ControlPath directory (created 0700; refused when unsafe)."""
+    return private_dir(os.environ.get(ENV_CM_DIR) or os.path.join(tempfile.gettempdir(), f"gfs2clvm-cm-{os.getuid()}"),
+                       "ssh control directory")
     return path
 
 
