@@ -333,7 +333,9 @@ write_pillar() { # the lab's pillar for the formula
     echo "gfs2clvm:"
     echo "  cluster:"
     echo "    name: $CLUSTER"
-    echo "    token: 10000"
+    # 30 s: with 20 parallel driver calls the front-end's Pythons and the guests' salt-calls
+    # starve the 1-vCPU TCG guests; at 10 s corosync once lost node1 (dlm blocked for good)
+    echo "    token: 30000"
     echo "    nodes:"
     for node in $(nodes); do
       printf '      - {name: %s, ring0_addr: %s, nodeid: %s}\n' "$node" "$(node_ip "$node")" "${node#node}"
