@@ -205,14 +205,23 @@ def _new_lv(undo, name, vg, size_mb=None):
 LOCK_DIRS = ("/run/lock", "/var/lock", "/tmp")
 
 
+def _lock_path(name):
+    """``<lock dir>/gfs2clvm.<name>`` in the first writable of LOCK_DIRS."""
+    for base in LOCK_DIRS:
+        if os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
+            break
+    return os.path.join(base, f"gfs2clvm.{name}")
+
+
+def _lock_fd(name):
+    return os.open(_lock_path(name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 @contextlib.contextmanager
 def _disk_lock(name):
     """One operation at a time on VM disk ``name`` on this host (non-blocking: a
     second one fails at once).  Across hosts lvmlockd's exclusive LV lock decides."""
-    for base in LOCK_DIRS:
-        if os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
-            break
-    fd = os.open(os.path.join(base, f"gfs2clvm.{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = _lock_fd(f"{name}.lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -259,12 +268,49 @@ def _link(undo, device, path):
     return ret
 
 
-def _use_source(vg, lv, info):
-    """Activate a source LV shared for reading when it is not active here."""
-    if not info["active"]:
-        _p("lv_activate")(lv, vg=vg, mode="shared")
-        return True
-    return False
+@contextlib.contextmanager
+def _source_use(vg, lv):
+    """Read source LV ``vg/lv`` in the ``with`` block: activated shared when it is not
+    active here, and deactivated again by the last of this host's concurrent readers.
+
+    Clones of one image run side by side on a host; a plain "activate if inactive,
+    deactivate if I activated it" lets the first one to finish deactivate the image
+    under another that found it active (seen in the lab: ``cannot read /dev/...: No
+    such file or directory``).  So: ``<lv>.gate`` (exclusive, held only for the state
+    changes) and ``<lv>.users`` (shared while reading); the reader that leaves last --
+    it gets ``users`` exclusively -- deactivates, and only when readers activated it
+    (``<lv>.ours`` marker): an image someone else had active stays active."""
+    key = f"src.{vg}.{lv}"
+    marker = _lock_path(f"{key}.ours")
+    gate, users = _lock_fd(f"{key}.gate"), _lock_fd(f"{key}.users")
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(users, fcntl.LOCK_SH)
+            if not _p("lv_info")(lv, vg=vg)["active"]:
+                _p("lv_activate")(lv, vg=vg, mode="shared")
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except BaseException:
+            fcntl.flock(users, fcntl.LOCK_UN)
+            raise
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+    finally:
+        fcntl.flock(users, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another reader is still copying: it deactivates when it leaves
+            else:
+                if os.path.exists(marker):
+                    _release(vg, lv)
+                    os.unlink(marker)
+        finally:
+            os.close(users)
+            os.close(gate)
 
 
 def _release(vg, lv):
@@ -288,14 +334,10 @@ def _copy_lv(undo, conf, svg, slv, name, vg, size_mb=None, fmt="raw", refuse_ope
             _p("lv_resize")(name, size, vg=vg)
         return {"method": "thin-snapshot", "size_mb": size}
     created = _new_lv(undo, name, vg, size)
-    activated = _use_source(svg, slv, info)
-    try:
+    with _source_use(svg, slv):
         ret = _p("copy")(f"/dev/{svg}/{slv}", f"/dev/{vg}/{name}", fmt=fmt,
                          dst_zeroed=bool(created.get("zeroed") or created.get("thin")),
                          progress=info["size_mb"] >= PROGRESS_MB)
-    finally:
-        if activated:
-            _release(svg, slv)
     return {"method": "copy", "size_mb": size, "bytes": ret.get("bytes")}
 
 
@@ -777,13 +819,9 @@ def cpds(src, dst, vmid, snapid=None, vg=None):
                 undo.add(f"deactivate {dvg}/{dlv}", _release, dvg, dlv)
         else:
             _new_lv(undo, dlv, dvg, info["size_mb"])
-        activated = _use_source(lv_vg, lv, info)
-        try:
+        with _source_use(lv_vg, lv):
             _p("copy")(f"/dev/{lv_vg}/{lv}", f"/dev/{dvg}/{dlv}", sparse=False,
                        progress=info["size_mb"] >= PROGRESS_MB)
-        finally:
-            if activated:
-                _release(lv_vg, lv)
         _release(dvg, dlv)
     return _ret("cpds", source=f"{lv_vg}/{lv}", image=f"{dvg}/{dlv}", size_mb=info["size_mb"])
 

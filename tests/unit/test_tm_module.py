@@ -739,3 +739,43 @@ def test_mv_move_happens_only_after_the_activations(world, mnt, opts):
     with pytest.raises(CommandExecutionError):
         tm.mv(vmdir(mnt), f"{mnt}/datastores/100/42", 42, src_host="node1", dst_host="node2")
     assert os.path.islink(disk(mnt, 0)) and not os.path.exists(f"{mnt}/datastores/100/42")
+
+
+# ------------------------------------------------- concurrent readers of one image
+# Found in the lab (20 parallel clones of one image): the first clone to finish
+# deactivated the image under another that had found it active -- "cannot read
+# /dev/...: No such file or directory".  Real flock files, in a private lock dir.
+def test_concurrent_readers_of_one_image_leave_deactivation_to_the_last(world, monkeypatch, tmp_path):
+    monkeypatch.setattr(tm, "LOCK_DIRS", (str(tmp_path),))
+    world.add(IMG)
+    first, second = tm._source_use(VG, IMG), tm._source_use(VG, IMG)
+    first.__enter__()
+    assert world.lvs[(VG, IMG)]["active"] and world.lvs[(VG, IMG)]["mode"] == "shared"
+    second.__enter__()  # finds it active: does not activate again
+    first.__exit__(None, None, None)
+    assert world.lvs[(VG, IMG)]["active"], "deactivated under the second reader"
+    second.__exit__(None, None, None)
+    assert not world.lvs[(VG, IMG)]["active"], "the last reader leaves it active"
+    assert [c[0] for c in world.calls if c[0] in ("lv_activate", "lv_deactivate")] == ["lv_activate", "lv_deactivate"]
+    assert not list(tmp_path.glob("*.ours"))
+
+
+def test_an_image_active_before_the_readers_stays_active(world, monkeypatch, tmp_path):
+    monkeypatch.setattr(tm, "LOCK_DIRS", (str(tmp_path),))
+    world.add(IMG, active=True, mode="exclusive")
+    with tm._source_use(VG, IMG):
+        with tm._source_use(VG, IMG):
+            pass
+    assert world.lvs[(VG, IMG)]["active"]
+    assert not [c for c in world.calls if c[0] in ("lv_activate", "lv_deactivate")]
+
+
+def test_a_failed_copy_still_releases_the_image(world, monkeypatch, tmp_path):
+    monkeypatch.setattr(tm, "LOCK_DIRS", (str(tmp_path),))
+    world.add(IMG)
+    with pytest.raises(CommandExecutionError):
+        with tm._source_use(VG, IMG):
+            raise CommandExecutionError("copy failed")
+    assert not world.lvs[(VG, IMG)]["active"]
+    with tm._source_use(VG, IMG):  # nothing left locked
+        assert world.lvs[(VG, IMG)]["active"]
