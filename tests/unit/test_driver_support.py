@@ -85,7 +85,9 @@ class Fakes:
         }
         self.conf.update(conf)
         self.write_conf()
-        self.env = dict(os.environ, GFS2CLVM_CONF=str(self.conf_path), FAKE_STATE=str(self.state))
+        # call slots of their own: a driver test never queues behind another process's calls
+        self.env = dict(os.environ, GFS2CLVM_CONF=str(self.conf_path), FAKE_STATE=str(self.state),
+                        GFS2CLVM_SLOT_DIR=str(self.tmp / "slots"))
 
     def _script(self, name, text):
         path = self.tmp / name
