@@ -76,7 +76,7 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
     hosts = list(dict.fromkeys(hosts))
     argv = build_argv(conf, hosts, fun, args, kwargs)
     try:
-        with slots.for_conf(conf, hosts, slot_reporter(fun)):
+        with slots.for_conf(conf, hosts, fun.rsplit(".", 1)[-1]):
             code, stdout, stderr = transport.run(argv, timeout=conf["timeout"], progress=progress_reporter(fun))
     except FileNotFoundError:
         raise DriverError(f"salt-ssh not found at {conf['salt_ssh']} (config salt_ssh)") from None
@@ -123,16 +123,6 @@ def progress_reporter(fun):
 
     def report(host, percent, done, total):
         info(f"{action} {host}: {percent:.0f}% ({progress_amount(done, total)})")
-
-    return report
-
-
-def slot_reporter(fun):
-    """``waiting(host, limit)`` for slots.held: one oned INFO line when a call queues."""
-    action = fun.rsplit(".", 1)[-1]
-
-    def report(host, limit):
-        info(f"{action} {host}: waiting, {limit} driver calls to {host} are running (max_calls_per_host)")
 
     return report
 

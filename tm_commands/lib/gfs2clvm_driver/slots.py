@@ -26,7 +26,7 @@ import tempfile
 import time
 
 from . import transport
-from .core import DriverError
+from .core import DriverError, info
 
 ENV_DIR = "GFS2CLVM_SLOT_DIR"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -40,13 +40,17 @@ def slot_dir():
     return transport.private_dir(path, "call slot directory", DriverError)
 
 
-def for_conf(conf, hosts, waiting=None):
-    """``held`` with the limits of a driver configuration (defaults for missing keys)."""
+def for_conf(conf, hosts, label):
+    """``held`` with the limits of a driver configuration (defaults for missing keys);
+    a call that has to wait says so in oned's log as ``<label> <host>: waiting, …``."""
     from .config import DEFAULTS
 
     def get(key):
-        value = conf.get(key) if hasattr(conf, "get") else None
+        value = conf.get(key)
         return DEFAULTS[key] if value is None else value
+
+    def waiting(host, limit):
+        info(f"{label} {host}: waiting, {limit} driver calls to {host} are running (max_calls_per_host)")
 
     return held(hosts, get("max_calls_per_host"), get("queue_timeout"), waiting)
 

@@ -19,7 +19,7 @@ import subprocess
 import uuid
 
 from . import slots, validate
-from .core import DriverError, info
+from .core import DriverError
 
 STAGING = ".gfs2clvm-staging"
 CHUNK = 4 * 1024 * 1024
@@ -62,12 +62,8 @@ def send(conf, host, source, target):
     Returns ``(bytes, sha256 hex)`` of what was sent.  Holds one of ``host``'s call
     slots (``slots``) while the stream runs.
     """
-    with slots.for_conf(conf, [host], _waiting):
+    with slots.for_conf(conf, [host], "copy to"):
         return _send(conf, host, source, target)
-
-
-def _waiting(host, limit):
-    info(f"copy to {host}: waiting, {limit} driver calls to {host} are running (max_calls_per_host)")
 
 
 def _send(conf, host, source, target):
