@@ -155,8 +155,30 @@ def bench_lab(table, repeat, timed, interleaved, load):
                 return float(value["seconds"])
             return run
 
+        # the 10 %-allocated sources: a raw file with holes and a qcow2 of it, on GFS2
+        sparse, qcow = f"{MP}/datastores/0/bench-sparse10.raw", f"{MP}/datastores/0/bench-sparse10.qcow2"
+        lab.sh(f"rm -f {sparse} {qcow}; truncate -s {size}M {sparse}; "
+               f"for i in $(seq 0 10 {size // 4 - 1}); do dd if=/dev/urandom of={sparse} bs=4M seek=$i count=1 "
+               f"conv=notrunc status=none; done; qemu-img convert -f raw -O qcow2 {sparse} {qcow}; sync")
+
+        def dd_file(src):
+            def run():
+                out = lab.sh(f"dd if={src} of=/dev/{VG}/bdst bs=4M oflag=direct 2>&1")
+                return float(out.rsplit(" copied, ", 1)[1].split()[0])
+            return run
+
+        def copy_file(src, fmt):
+            def run():
+                _, value = lab.call("node1-thick", "gfs2clvm.copy", src, f"/dev/{VG}/bdst", fmt=fmt)
+                if lab.sh(f"cmp {sparse} /dev/{VG}/bdst >/dev/null && echo same", check=False).strip() != "same":
+                    raise RuntimeError(f"copy {src}: destination differs")
+                return float(value["seconds"])
+            return run
+
         med, samples["copy"] = interleaved({"dd": dd("bsrc"), "copy": copy("bsrc"), "dd10": dd("bsrc10"),
-                                            "copy10": copy("bsrc10"), "dddirect": dd("bsrc", "iflag=direct")}, rounds)
+                                            "copy10": copy("bsrc10"), "dddirect": dd("bsrc", "iflag=direct"),
+                                            "ddfile": dd_file(sparse), "copyfile": copy_file(sparse, "raw"),
+                                            "copyqcow": copy_file(qcow, "qcow2")}, rounds)
         table.add(sec, f"dd bs=4M oflag=direct LV->LV, dense {size} MiB (in guest)", med["dd"])
         table.add(sec, "gfs2clvm.copy LV->LV dense (time in module) vs dd", med["copy"], med["dd"],
                   ">= 0.95x dd speed (ratio <= 1.053)", lambda r: r <= 1 / 0.95)
@@ -166,7 +188,12 @@ def bench_lab(table, repeat, timed, interleaved, load):
         table.add(sec, f"dd LV->LV, 10%-allocated {size} MiB", med["dd10"])
         table.add(sec, "gfs2clvm.copy LV->LV 10%-allocated vs dd", med["copy10"], med["dd10"],
                   ">= 5x faster (ratio <= 0.2)", lambda r: r <= 0.2)
-        lab.sh(f"lvremove -q -y {VG}/bsrc {VG}/bsrc10 {VG}/bdst")
+        table.add(sec, f"dd bs=4M oflag=direct GFS2 file -> LV, 10%-allocated raw {size} MiB (holes)", med["ddfile"])
+        table.add(sec, "gfs2clvm.copy GFS2 raw file with holes -> LV vs dd", med["copyfile"], med["ddfile"],
+                  ">= 5x faster (ratio <= 0.2)", lambda r: r <= 0.2)
+        table.add(sec, "gfs2clvm.copy GFS2 qcow2 (10% allocated) -> LV vs dd of the raw", med["copyqcow"],
+                  med["ddfile"], ">= 5x faster (ratio <= 0.2)", lambda r: r <= 0.2)
+        lab.sh(f"lvremove -q -y {VG}/bsrc {VG}/bsrc10 {VG}/bdst; rm -f {sparse} {qcow}")
 
     if "thin" in parts:
         # -- thin clone: 64 MiB vs 4 GiB image ---------------------------------------------

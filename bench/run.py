@@ -32,10 +32,12 @@ each row is value, baseline, ratio, target and whether the target is met.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -157,6 +159,22 @@ def _env_lib():
     return dict(os.environ, PYTHONPATH=str(REPO / "tm_commands" / "lib"))
 
 
+def _warm_dir():
+    """A private directory for the bench's own warm process (gfs2clvm_driver/warm.py)."""
+    path = tempfile.mkdtemp(prefix="h8w-", dir="/tmp")
+    os.chmod(path, 0o700)
+    return path
+
+
+def _stop_warm(path):
+    """Stop the bench's warm processes (their socket is under ``path``) and remove it."""
+    from gfs2clvm_driver import warm  # pylint: disable=import-outside-toplevel
+
+    warm.stop(path)
+    time.sleep(0.5)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------
 # latency
 # --------------------------------------------------------------------------
@@ -168,8 +186,8 @@ def bench_latency(table, env, repeat):
     naive = env.argv(env.saltfile, user, *fun)
     driver = env.argv(env.driver_saltfile, user, *fun)
     root_driver = env.argv(env.driver_saltfile, env.target("root"), *fun)
-    cold1, _ = timed(transport_argv(driver), env=_env_lib())
-    cold2, _ = timed(transport_argv(root_driver), env=_env_lib())
+    cold1, _ = timed(transport_argv(driver), env=dict(_env_lib(), GFS2CLVM_WARM="0"))
+    cold2, _ = timed(transport_argv(root_driver), env=dict(_env_lib(), GFS2CLVM_WARM="0"))
     cold_naive, _ = timed(naive)
     cm = tempfile.mkdtemp(prefix="h8cm-", dir="/tmp")
     os.chmod(cm, 0o700)
@@ -178,17 +196,22 @@ def bench_latency(table, env, repeat):
            "127.0.0.1"]
     mux = ssh[:1] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={cm}/%C", "-o", "ControlPersist=60"] + ssh[1:]
     timed(mux + ["true"])
-    tenv = dict(_env_lib(), GFS2CLVM_SSH_CM_DIR=cm)
-    timed(transport_argv(driver), env=tenv)  # the transport's master
+    wdir = _warm_dir()
+    tenv = dict(_env_lib(), GFS2CLVM_SSH_CM_DIR=cm, GFS2CLVM_WARM_DIR=wdir, GFS2CLVM_WARM_IDLE="60")
+    cold_env = dict(_env_lib(), GFS2CLVM_WARM="0")
+    timed(transport_argv(driver), env=tenv)  # the transport's master; starts the warm process
     cases = {
         "ssh": lambda: timed(ssh + ["true"])[0],
         "ssh_mux": lambda: timed(mux + ["true"])[0],
         "naive": lambda: timed(naive)[0],
         "driver": lambda: timed(driver)[0],
         "transport": lambda: timed(transport_argv(driver), env=tenv)[0],
-        "transport_nomux": lambda: timed(transport_argv(driver), env=dict(tenv, GFS2CLVM_SSH_MUX="0"))[0],
+        "transport_nowarm": lambda: timed(transport_argv(driver), env=dict(tenv, GFS2CLVM_WARM="0"))[0],
+        "transport_nomux": lambda: timed(transport_argv(driver),
+                                         env=dict(tenv, GFS2CLVM_SSH_MUX="0", GFS2CLVM_WARM="0"))[0],
     }
     med, samples = interleaved(cases, repeat)
+    _stop_warm(wdir)
     subprocess.run(["ssh", "-o", f"ControlPath={cm}/%C", "-O", "exit", "-p", str(env.port), "127.0.0.1"],
                    capture_output=True, check=False)
     table.add(sec, "ssh true, new connection", med["ssh"])
@@ -197,11 +220,15 @@ def bench_latency(table, env, repeat):
               note="baseline of the rows below")
     table.add(sec, "driver set-up: modules on the worker, salt-ssh subprocess", med["driver"], med["naive"],
               "<= 0.55x naive", lambda r: r <= 0.55)
-    table.add(sec, "driver set-up + transport (in-process, GFS2CLVM_SSH_MUX=0)", med["transport_nomux"],
+    table.add(sec, "driver set-up + transport (in-process, GFS2CLVM_SSH_MUX=0 GFS2CLVM_WARM=0)",
+              med["transport_nomux"], med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
+    table.add(sec, "driver set-up + transport (in-process + ssh mux, GFS2CLVM_WARM=0)", med["transport_nowarm"],
               med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
-    table.add(sec, "driver set-up + transport (in-process + ssh mux: the driver's default)", med["transport"],
+    table.add(sec, "driver set-up + transport (warm process + ssh mux: the driver's default)", med["transport"],
               med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
     table.add(sec, "transport vs driver subprocess (same set-up)", med["transport"], med["driver"])
+    table.add(sec, "warm process vs in-process in the action (GFS2CLVM_WARM=0)", med["transport"],
+              med["transport_nowarm"])
     table.add(sec, "cold: new front-end + new worker (thin built + deployed)", cold1, med["transport"])
     table.add(sec, "cold: new worker (thin deployed)", cold2, med["transport"],
               note="gfs2clvm-host add pre-pays it at enrolment")
@@ -346,11 +373,14 @@ def bench_actions(table, env, repeat):
     host = env.target("unpriv")
     cm = work / "cm"
     cm.mkdir(mode=0o700)
-    base_env = dict(os.environ, GFS2CLVM_CONF=str(conf), GFS2CLVM_SSH_CM_DIR=str(cm))
+    wdir = _warm_dir()
+    base_env = dict(os.environ, GFS2CLVM_CONF=str(conf), GFS2CLVM_SSH_CM_DIR=str(cm), GFS2CLVM_WARM_DIR=wdir,
+                    GFS2CLVM_WARM_IDLE="60")
     counter = iter(range(1000, 100000))
 
     def action(name, args, wired):
-        argv = [PY, str(ACTION_RUNNER), "--transport" if wired else "--subprocess", str(TM / name), *map(str, args)]
+        mode = {True: "--transport", False: "--subprocess", "nowarm": "--nowarm"}[wired]
+        argv = [PY, str(ACTION_RUNNER), mode, str(TM / name), *map(str, args)]
         return timed(argv, env=base_env)[0]
 
     def context(wired):
@@ -370,17 +400,22 @@ def bench_actions(table, env, repeat):
         return run
 
     naive = env.argv(env.saltfile, host, "gfs2clvm.name_vm", 42, 0)
-    context(True)()  # the transport's ssh master
-    cases = {"naive": lambda: timed(naive)[0], "context_sub": context(False), "context_tr": context(True),
-             "delete_sub": delete(False), "delete_tr": delete(True)}
+    context(True)()  # the transport's ssh master; starts the warm process
+    cases = {"naive": lambda: timed(naive)[0], "context_sub": context(False), "context_nowarm": context("nowarm"),
+             "context_tr": context(True), "delete_sub": delete(False), "delete_nowarm": delete("nowarm"),
+             "delete_tr": delete(True)}
     med, samples = interleaved(cases, repeat)
+    _stop_warm(wdir)
     table.add(sec, "naive warm salt-ssh (gfs2clvm.name_vm, modules from file_roots), same rounds", med["naive"],
               note="baseline")
     for name in ("context", "delete"):
         table.add(sec, f"{name}: executable, GFS2CLVM_TRANSPORT=subprocess", med[f"{name}_sub"], med["naive"])
-        table.add(sec, f"{name}: executable, in-process transport (default)", med[f"{name}_tr"], med["naive"],
+        table.add(sec, f"{name}: executable, in-process in the action (GFS2CLVM_WARM=0)", med[f"{name}_nowarm"],
+                  med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
+        table.add(sec, f"{name}: executable, warm process (the driver's default)", med[f"{name}_tr"], med["naive"],
                   "<= 0.55x naive", lambda r: r <= 0.55)
-        table.add(sec, f"{name}: in-process vs subprocess", med[f"{name}_tr"], med[f"{name}_sub"])
+        table.add(sec, f"{name}: in-process vs subprocess", med[f"{name}_nowarm"], med[f"{name}_sub"])
+        table.add(sec, f"{name}: warm process vs in-process in the action", med[f"{name}_tr"], med[f"{name}_nowarm"])
     shutil.rmtree(work, ignore_errors=True)
     return samples
 

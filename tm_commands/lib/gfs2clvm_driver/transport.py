@@ -324,17 +324,25 @@ def _same_prefix(interp):
     return os.path.realpath(prefix) == os.path.realpath(sys.prefix)
 
 
-def in_process_possible(argv):
-    """(True, "") when ``argv`` can run here, else (False, why)."""
+def _salt_ssh_of_this_python(argv):
+    """None when ``argv`` is a call of this Python's own salt-ssh (without importing Salt), else why not."""
     mode = os.environ.get(ENV_MODE, "auto")
     if mode == "subprocess":
-        return False, f"{ENV_MODE}=subprocess"
+        return f"{ENV_MODE}=subprocess"
     if not argv or os.path.basename(argv[0]) != "salt-ssh":
-        return False, "not a salt-ssh command"
+        return "not a salt-ssh command"
     if not _same_prefix(_interpreter(argv[0])):
-        return False, f"{argv[0]} runs another Python than {sys.executable}"
+        return f"{argv[0]} runs another Python than {sys.executable}"
     if not _is_salt_script(argv[0]):
-        return False, f"{argv[0]} is not Salt's salt-ssh script"
+        return f"{argv[0]} is not Salt's salt-ssh script"
+    return None
+
+
+def in_process_possible(argv):
+    """(True, "") when ``argv`` can run here, else (False, why)."""
+    why = _salt_ssh_of_this_python(argv)
+    if why:
+        return False, why
     try:
         _import_salt()
     except Exception as err:  # noqa: BLE001 -- any import failure means: use the subprocess
@@ -372,6 +380,28 @@ def run(argv, timeout=None, multiplex=None, progress=None):
     ``FileNotFoundError`` when the salt-ssh of ``argv[0]`` does not exist, like
     ``subprocess.run``.
     """
+    argv = [str(a) for a in argv]
+    if _WARM and _salt_ssh_of_this_python(argv) is None:
+        from . import warm  # pylint: disable=import-outside-toplevel
+
+        if warm.enabled():
+            result = warm.call(argv, timeout, multiplex, progress)
+            if result is not None:
+                return result
+    return run_here(argv, timeout, multiplex, progress)
+
+
+_WARM = []
+
+
+def allow_warm(allowed=True):
+    """Let ``run`` hand its calls to the warm process (``warm.py``): the executables do
+    (``core.run_main``, for the length of the action)."""
+    _WARM[:] = [True] if allowed else []
+
+
+def run_here(argv, timeout=None, multiplex=None, progress=None):
+    """``run`` in this process (in-process, or the subprocess), never the warm process."""
     argv = [str(a) for a in argv]
     possible, why = in_process_possible(argv)
     if not possible:
@@ -732,6 +762,7 @@ def main(argv=None):
     if not argv:
         sys.stderr.write("usage: python -m gfs2clvm_driver.transport SALT_SSH [salt-ssh args...]\n")
         return 2
+    allow_warm()
     code, out, err = run(argv)
     sys.stdout.write(out)
     sys.stderr.write(err)
