@@ -274,4 +274,13 @@ def bench_lab(table, repeat, timed, interleaved, load):
         table.add(sec, "seed method: clone + delete 64 MiB (one ssh per step, sleep 3 after lvcreate)", med["seed"])
         table.add(sec, "driver: clone + delete 64 MiB (2 salt-ssh calls, transport)", med["driver"], med["seed"],
                   ">= 2.5x faster (ratio <= 0.4)", lambda r: r <= 0.4)
+        # where a call's time goes in a TCG guest: its Python start-ups (the salt-ssh shim starts
+        # python3 four times before salt-call: two /bin/sh probes, the Python shim, its version probe)
+        thin = "/var/tmp/.gfs2clvm_bench_thin_root"
+        salt_call = (f"python3 {thin}/salt-call --retcode-passthrough --local --metadata --out json -l quiet "
+                     f"-c {thin} -- gfs2clvm.name_vm 42 0")
+        med, samples["worker"] = interleaved({"py": lambda: _timed_sh(lab, "python3 -c pass"),
+                                              "call": lambda: _timed_sh(lab, salt_call)}, rounds)
+        table.add(sec, "(cause) python3 -c pass in the guest (the shim starts python3 4 times per call)", med["py"])
+        table.add(sec, "(cause) the worker's salt-call of gfs2clvm.name_vm alone, in the guest", med["call"])
     return samples

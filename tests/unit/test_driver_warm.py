@@ -277,6 +277,15 @@ def test_a_real_server_answers_like_the_action_itself(wdir, tmp_path, monkeypatc
     _wait_for(lambda: os.path.exists(sock_path), seconds=60, what="the real server")
     for _ in range(2):
         assert warm.call(argv, timeout=120) == expected
+    # an action whose call the server took never imports Salt (the whole point)
+    probe = ("import json, sys; from gfs2clvm_driver import transport; transport.allow_warm(); "
+             "result = transport.run(sys.argv[1:], timeout=120); "
+             "print(json.dumps([list(result), sorted(m for m in sys.modules if m == 'salt' or m.startswith('salt.'))]))")
+    lib = str(Path(transport.__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=lib), check=True)
+    result, salt_modules = json.loads(proc.stdout)
+    assert tuple(result) == expected and salt_modules == []
     pid = _server_pid(lock_path)
     assert warm.stop(str(wdir)) == [pid]
     _wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the server to stop")
