@@ -22,7 +22,7 @@ gfs2clvm:
 
   # ---- per-family lookups, normally left alone (osfamilymap.yaml) ------------
   # pkgs:
-  #   worker: [lvm2, lvm2-lockd, dlm-controld, corosync, gfs2-utils, qemu-utils, genisoimage, sudo]
+  #   worker: [lvm2, lvm2-lockd, dlm-controld, corosync, gfs2-utils, qemu-utils, genisoimage, sudo, python3-psutil]
   #   libvirt: [libvirt-daemon-system, qemu-system-x86, polkitd]   # only with libvirt:manage
   #   frontend: [openssh-client, python3-yaml]
   # services: {corosync: corosync, dlm: dlm, lvmlockd: lvmlockd, lvmlocks: lvmlocks, libvirt: libvirtd}

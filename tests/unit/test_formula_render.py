@@ -56,11 +56,11 @@ def test_worker_node_gets_worker_states_only(worker):
 def test_packages_per_family(worker):
     family, high = worker
     pkgs = args(high["gfs2clvm-worker-package-pkg-installed"])["pkgs"]
-    common = {"lvm2", "lvm2-lockd", "corosync", "gfs2-utils", "sudo"}
+    common = {"lvm2", "lvm2-lockd", "corosync", "gfs2-utils", "sudo", "python3-psutil"}
     assert common <= set(pkgs)
     virt = args(high["gfs2clvm-worker-libvirt-pkg-installed"])["pkgs"]
     if family == "Debian":
-        assert {"dlm-controld", "qemu-utils", "genisoimage"} <= set(pkgs)
+        assert {"dlm-controld", "qemu-utils", "genisoimage", "python3-psutil"} <= set(pkgs)
         assert virt == ["libvirt-daemon-system", "qemu-system-x86", "polkitd"]
     else:
         assert {"dlm", "qemu-img", "xorriso"} <= set(pkgs)
