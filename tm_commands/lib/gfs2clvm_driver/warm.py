@@ -78,9 +78,13 @@ def enabled():
     return os.environ.get(ENV_WARM, "1") != "0"
 
 
+def _dir_path():
+    """``$GFS2CLVM_WARM_DIR`` or ``<tmp>/gfs2clvm-warm-<uid>`` (not checked)."""
+    return os.environ.get(ENV_DIR) or os.path.join(tempfile.gettempdir(), f"gfs2clvm-warm-{os.getuid()}")
+
+
 def warm_dir():
-    path = os.environ.get(ENV_DIR) or os.path.join(tempfile.gettempdir(), f"gfs2clvm-warm-{os.getuid()}")
-    return private_dir(path, "warm process directory")
+    return private_dir(_dir_path(), "warm process directory")
 
 
 def key(salt_ssh):
@@ -300,8 +304,7 @@ def stop(directory=None):
 
     Operators do not need it (a server exits when idle, and an upgrade starts a new one);
     tests and the bench use it to leave nothing running."""
-    directory = os.path.abspath(directory or os.environ.get(ENV_DIR)
-                                or os.path.join(tempfile.gettempdir(), f"gfs2clvm-warm-{os.getuid()}"))
+    directory = os.path.abspath(directory or _dir_path())
     prefix, pids = os.fsencode(directory) + b"/", []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
