@@ -82,7 +82,10 @@ gfs2clvm:
 
   sudoers:                       # (the module key `sudo` is auto/true/false)
     file: /etc/sudoers.d/gfs2clvm
-    commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend, lvconvert, blkdiscard]
+    # exactly what _modules/gfs2clvm.py runs with `sudo -n` (each with an argument pattern
+    # in files/worker/sudoers.jinja; a name without one fails rendering); also known:
+    # lvconvert (--merge of a driver snapshot), blkdiscard (a driver volume)
+    commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend]
     visudo: /usr/sbin/visudo
 
   libvirt:
