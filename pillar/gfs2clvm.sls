@@ -131,3 +131,9 @@ gfs2clvm:
     conf: {}                                # more /etc/one/gfs2clvm.conf keys (timeout, mount_check, bridge_list, ...)
     datastores: {}               # per-datastore overrides in gfs2clvm.conf, e.g. {100: {vg: vg_other}}
     install_one_3_2: false       # also the seed's 3.2 adapters in /usr/lib/one/tm_commands/gfs2clvm
+    # templates for `onedatastore create` in <salt_dir>/datastores (system.ds, images.ds);
+    # BRIDGE_LIST defaults to the cluster:nodes names, TYPE/DS_MAD/TM_MAD and
+    # DISK_TYPE = BLOCK are fixed (docs/oned.conf.md "Datastores")
+    ds_templates:
+      system: {NAME: gfs2clvm_system}
+      images: {NAME: gfs2clvm_images, VG_NAME: vg_cloudstorage, SAFE_DIRS: /var/tmp /srv/images, RESTRICTED_DIRS: /etc}
