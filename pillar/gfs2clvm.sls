@@ -41,9 +41,14 @@ gfs2clvm:
     name: onecluster             # REQUIRED: corosync cluster_name (<= 32 chars) = GFS2 lock table prefix
     transport: knet
     token: 3000                  # ms
-    crypto_cipher: none
-    crypto_hash: none
-    two_node: null               # null = automatic (two nodes -> two_node: 1)
+    crypto_cipher: aes256        # knet encryption + authentication; none/none = anyone on the network may join
+    crypto_hash: sha256
+    # /etc/corosync/authkey, base64 (REQUIRED with crypto). EXAMPLE ONLY -- it decodes to a
+    # public text; make your own on one machine and paste it here (or use authkey_source):
+    #   corosync-keygen -k /tmp/authkey && base64 -w0 /tmp/authkey && shred -u /tmp/authkey
+    authkey: RVhBTVBMRS1PTkxZLWdlbmVyYXRlLXlvdXItb3duLXdpdGgtY29yb3N5bmMta2V5Z2VuL0VYQU1QTEUtT05MWS1nZW5lcmF0ZS15b3VyLW93bi13aXRoLWNvcm9zeW5jLWtleWdlbi9FWEFNUExFLU9OTFktZ2VuZXJhdGUteW91ci1vd24td2l0aC1jb3Jvc3luYy1rZXlnZW4vRVhBTVBMRS1PTkxZLWdlbmVyYXRlLXlvdXItb3duLXdpdGgtY29yb3N5bmMta2V5Z2VuL0VYQU1QTEUtT05MWS1nZW5lcmF0ZS15b3VyLW93bi13aXRoLWNvcm9zeW5jLWtleQ==
+    # authkey_source: salt://secrets/corosync-authkey   # instead: the key file, off the pillar
+    two_node: null               # null = automatic (exactly two nodes -> two_node: 1)
     nodes:                       # REQUIRED: name = salt minion id / roster id of the worker
       - name: node1
         nodeid: 1
