@@ -151,3 +151,9 @@ def test_authkey_written_0400_with_the_pillar_bytes(loaders, tmp_path):
     fixed = apply_key(loaders, path)
     assert path.read_bytes() == bytes(range(256)) and path.stat().st_mode & 0o777 == 0o400
     assert all(r.result is True for r in fixed)
+
+
+def test_clean_removes_the_key():
+    high = show_sls("gfs2clvm.worker.clean")
+    names = args(high["gfs2clvm-worker-clean-lvmlocal-file-absent"])["names"]
+    assert "/etc/corosync/authkey" in names and "/etc/corosync/corosync.conf" in names
