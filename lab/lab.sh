@@ -327,6 +327,10 @@ write_driver_salt_config() {
 write_pillar() { # the lab's pillar for the formula
   local node n
   n=$(nodes | wc -l)
+  # the cluster's corosync authkey (crypto on, as in production): 256 random bytes, made
+  # once per lab directory, what `corosync-keygen` makes
+  [ -s "$LAB_DIR/corosync-authkey.b64" ] ||
+    (umask 077; head -c 256 /dev/urandom | base64 -w0 >"$LAB_DIR/corosync-authkey.b64")
   printf "base:\n  '*':\n    - lab\n" >"$PILLAR/top.sls"
   {
     echo "# the lab's pillar for salt/gfs2clvm (written by lab/lab.sh up)"
@@ -336,6 +340,7 @@ write_pillar() { # the lab's pillar for the formula
     # 30 s: with 20 parallel driver calls the front-end's Pythons and the guests' salt-calls
     # starve the 1-vCPU TCG guests; at 10 s corosync once lost node1 (dlm blocked for good)
     echo "    token: 30000"
+    echo "    authkey: $(cat "$LAB_DIR/corosync-authkey.b64")"
     echo "    nodes:"
     for node in $(nodes); do
       printf '      - {name: %s, ring0_addr: %s, nodeid: %s}\n' "$node" "$(node_ip "$node")" "${node#node}"

@@ -41,9 +41,14 @@ gfs2clvm:
     name: onecluster             # REQUIRED: corosync cluster_name (<= 32 chars) = GFS2 lock table prefix
     transport: knet
     token: 3000                  # ms
-    crypto_cipher: none
-    crypto_hash: none
-    two_node: null               # null = automatic (two nodes -> two_node: 1)
+    crypto_cipher: aes256        # knet encryption + authentication; none/none = anyone on the network may join
+    crypto_hash: sha256
+    # /etc/corosync/authkey, base64 (REQUIRED with crypto). EXAMPLE ONLY -- it decodes to a
+    # public text; make your own on one machine and paste it here (or use authkey_source):
+    #   corosync-keygen -k /tmp/authkey && base64 -w0 /tmp/authkey && shred -u /tmp/authkey
+    authkey: RVhBTVBMRS1PTkxZLWdlbmVyYXRlLXlvdXItb3duLXdpdGgtY29yb3N5bmMta2V5Z2VuL0VYQU1QTEUtT05MWS1nZW5lcmF0ZS15b3VyLW93bi13aXRoLWNvcm9zeW5jLWtleWdlbi9FWEFNUExFLU9OTFktZ2VuZXJhdGUteW91ci1vd24td2l0aC1jb3Jvc3luYy1rZXlnZW4vRVhBTVBMRS1PTkxZLWdlbmVyYXRlLXlvdXItb3duLXdpdGgtY29yb3N5bmMta2V5Z2VuL0VYQU1QTEUtT05MWS1nZW5lcmF0ZS15b3VyLW93bi13aXRoLWNvcm9zeW5jLWtleQ==
+    # authkey_source: salt://secrets/corosync-authkey   # instead: the key file, off the pillar
+    two_node: null               # null = automatic (exactly two nodes -> two_node: 1)
     nodes:                       # REQUIRED: name = salt minion id / roster id of the worker
       - name: node1
         nodeid: 1
@@ -82,7 +87,10 @@ gfs2clvm:
 
   sudoers:                       # (the module key `sudo` is auto/true/false)
     file: /etc/sudoers.d/gfs2clvm
-    commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend, lvconvert, blkdiscard]
+    # exactly what _modules/gfs2clvm.py runs with `sudo -n` (each with an argument pattern
+    # in files/worker/sudoers.jinja; a name without one fails rendering); also known:
+    # lvconvert (--merge of a driver snapshot), blkdiscard (a driver volume)
+    commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend]
     visudo: /usr/sbin/visudo
 
   libvirt:
@@ -128,3 +136,9 @@ gfs2clvm:
     conf: {}                                # more /etc/one/gfs2clvm.conf keys (timeout, mount_check, bridge_list, ...)
     datastores: {}               # per-datastore overrides in gfs2clvm.conf, e.g. {100: {vg: vg_other}}
     install_one_3_2: false       # also the seed's 3.2 adapters in /usr/lib/one/tm_commands/gfs2clvm
+    # templates for `onedatastore create` in <salt_dir>/datastores (system.ds, images.ds);
+    # BRIDGE_LIST defaults to the cluster:nodes names, TYPE/DS_MAD/TM_MAD and
+    # DISK_TYPE = BLOCK are fixed (docs/oned.conf.md "Datastores")
+    ds_templates:
+      system: {NAME: gfs2clvm_system}
+      images: {NAME: gfs2clvm_images, VG_NAME: vg_cloudstorage, SAFE_DIRS: /var/tmp /srv/images, RESTRICTED_DIRS: /etc}

@@ -84,6 +84,8 @@ def mm_pillar(mm_base, mm_user):
             "cluster": {
                 "name": "mmtest",
                 "nodes": [{"name": NODE, "nodeid": 1, "ring0_addr": "127.0.0.1"}],
+                # corosync crypto is on by default: the key is required (256 bytes, base64)
+                "authkey": base64.b64encode(bytes(range(256))).decode(),
             },
             "lvm": {"creator": NODE, "pvs": ["/dev/gfs2clvm-mm-no-such-disk"]},
             "modules_dir": str(mm_base / "installed-modules"),

@@ -167,3 +167,23 @@ def test_sudo_allows_exactly_the_lvm_commands(lab):
     lvs = lvm(lab, lab.nodes[1], ["/sbin/lvs", "--reportformat", "json", "--units", "m", "--nosuffix",
                                   "-o", "lv_name,lv_size", VG], user="oneadmin")
     assert '"lv_name":"gfs2"' in lvs.stdout.replace(" ", "")
+
+
+def test_corosync_traffic_is_encrypted_with_the_pillar_key(lab):
+    """Issue 13.7: the formula turned knet crypto on (aes256/sha256) with the lab pillar's
+    authkey (lab/lab.sh write_pillar), root's 0400 and identical on every node, and every
+    node is a member.  (That a node with another key cannot join is corosync's own
+    guarantee; proving it here would split the shared lab's GFS2 cluster.)"""
+    import base64  # pylint: disable=import-outside-toplevel
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    key = base64.b64decode((lab.dir / "corosync-authkey.b64").read_text())
+    want = hashlib.sha256(key).hexdigest()
+    probe = ("corosync-cmapctl -g totem.crypto_cipher; corosync-cmapctl -g totem.crypto_hash; "
+             "stat -c '%a %U' /etc/corosync/authkey; sha256sum /etc/corosync/authkey; corosync-quorumtool -l")
+    for node in lab.nodes:
+        out = lab.out(node, probe).splitlines()
+        assert out[0].endswith("= aes256") and out[1].endswith("= sha256"), (node, out[:2])
+        assert out[2] == "400 root" and out[3].split()[0] == want, (node, out[2:4])
+        members = [line.split()[2] for line in out[4:] if line.split()[:1] and line.split()[0].isdigit()]
+        assert sorted(members) == sorted(lab.nodes), (node, out[4:])

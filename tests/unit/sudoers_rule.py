@@ -21,13 +21,14 @@ def defaults():
 
 
 @functools.lru_cache(maxsize=None)
-def rendered(lvm_bin=None):
+def rendered(lvm_bin=None, commands=None):
+    """The rule for ``commands`` (a tuple; default: ``sudoers:commands`` of defaults.yaml)."""
     values = defaults()
     return render_file(
         "worker/sudoers.jinja",
         owner=values["owner"],
         lvm_bin=lvm_bin or values["lvm_bin"],
-        commands=values["sudoers"]["commands"],
+        commands=list(commands) if commands is not None else values["sudoers"]["commands"],
     )
 
 
@@ -46,10 +47,10 @@ def _sudoers_unescape(pattern):
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(lvm_bin=None):
+def compiled(lvm_bin=None, commands=None):
     """[(command path, compiled pattern or None for 'any arguments')]"""
     out = []
-    for entry in entries(rendered(lvm_bin)):
+    for entry in entries(rendered(lvm_bin, commands)):
         path, _, args = entry.partition(" ")
         if not args:
             out.append((path, None))
@@ -59,10 +60,11 @@ def compiled(lvm_bin=None):
     return out
 
 
-def allowed(argv, lvm_bin=None):
-    """Would the rule let ``argv`` (``[path, *args]``, without ``sudo -n``) run?"""
+def allowed(argv, lvm_bin=None, commands=None):
+    """Would the rule (for ``commands``, a tuple; default defaults.yaml's) let ``argv``
+    (``[path, *args]``, without ``sudo -n``) run?"""
     path, args = argv[0], " ".join(argv[1:])
-    for cmd, pattern in compiled(lvm_bin):
+    for cmd, pattern in compiled(lvm_bin, commands):
         if cmd == path and (pattern is None or pattern.fullmatch(args)):
             return True
     return False

@@ -133,6 +133,16 @@ def test_saltssh_config(tree, first):
     assert (root / "home" / ".ssh").stat().st_mode & 0o777 == 0o700
 
 
+def test_datastore_templates_written(tree, first):
+    """The templates for `onedatastore create`: the system DS with DISK_TYPE = BLOCK
+    (volatile disks take it, issue 19.1)."""
+    root, _ = tree
+    system = (root / "salt" / "datastores" / "system.ds").read_text().splitlines()
+    assert {'TYPE = "SYSTEM_DS"', 'TM_MAD = "gfs2clvm"', 'DISK_TYPE = "BLOCK"'} <= set(system)
+    images = (root / "salt" / "datastores" / "images.ds").read_text().splitlines()
+    assert {'DS_MAD = "gfs2clvm"', 'DISK_TYPE = "BLOCK"'} <= set(images)
+
+
 def test_highstate_keeps_what_gfs2clvm_host_wrote(tree, first):
     """The roster's entries belong to gfs2clvm-host: a highstate neither drops nor rewrites them."""
     root, pillar = tree

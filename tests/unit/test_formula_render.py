@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from formula_render import REPO, RenderError, args, show_sls
+from formula_render import REPO, RenderError, args, render_file, show_sls
 
 FORMULA = REPO / "salt" / "gfs2clvm"
 FAMILIES = ["Debian", "RedHat"]
@@ -94,9 +94,9 @@ def test_sudoers_per_family(worker):
     assert sudo["context"]["lvm_bin"] == "/sbin"
     assert sudo["check_cmd"] == "/usr/sbin/visudo -c -q -f"
     assert sudo["mode"] == "0440"
-    assert sudo["context"]["commands"] == [
-        "lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend", "lvconvert", "blkdiscard",
-    ]
+    # the example pillar's list = what the module runs with sudo (it listed lvconvert and
+    # blkdiscard, which the template had no pattern for: issue 13.1)
+    assert sudo["context"]["commands"] == ["lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend"]
 
 
 def test_selinux_only_on_redhat(worker):
@@ -217,6 +217,37 @@ def test_frontend_states(frontend):
     assert conf["name"] == "/etc/one/gfs2clvm.conf"
     assert conf["dataset"]["saltfile"] == "/etc/one/gfs2clvm/Saltfile"
     assert conf["dataset"]["vg"] == "vg_cloudstorage"
+
+
+def _ds_template(high, kind):
+    state = args(high[f"gfs2clvm-frontend-datastores-{kind}-file-managed"])
+    text = render_file("frontend/datastore.jinja", **state["context"])
+    attrs = dict(re.findall(r'^([A-Z_]+) = "(.*)"$', text, re.M))
+    return state["name"], attrs
+
+
+def test_frontend_system_ds_template_has_disk_type_block(frontend):
+    """Issue 19.1: volatile and swap disks take the system datastore's DISK_TYPE
+    (OpenNebula 7.4 Datastore.cc:198-200; FILE without one, Datastore.cc:574-577), and
+    qemu's file driver refuses the LV symlink: the system DS template says BLOCK."""
+    _, high = frontend
+    name, attrs = _ds_template(high, "system")
+    assert name == "/etc/one/gfs2clvm/datastores/system.ds"
+    assert attrs == {"NAME": "gfs2clvm_system", "TYPE": "SYSTEM_DS", "TM_MAD": "gfs2clvm", "DISK_TYPE": "BLOCK",
+                     "BRIDGE_LIST": "node1 node2"}
+    name, attrs = _ds_template(high, "images")
+    assert name == "/etc/one/gfs2clvm/datastores/images.ds"
+    assert attrs == {"NAME": "gfs2clvm_images", "DS_MAD": "gfs2clvm", "TM_MAD": "gfs2clvm", "DISK_TYPE": "BLOCK",
+                     "BRIDGE_LIST": "node1 node2", "VG_NAME": "vg_cloudstorage",
+                     "SAFE_DIRS": "/var/tmp /srv/images", "RESTRICTED_DIRS": "/etc"}
+
+
+def test_frontend_ds_templates_from_pillar_keep_disk_type_block():
+    high = show_sls("gfs2clvm.frontend", minion_id="frontend", pillar={"gfs2clvm": {"frontend": {
+        "enabled": True, "ds_templates": {"system": {"NAME": 'sys "x"', "DISK_TYPE": "FILE",
+                                                     "BRIDGE_LIST": "node2"}}}}})
+    _, attrs = _ds_template(high, "system")
+    assert (attrs["NAME"], attrs["DISK_TYPE"], attrs["BRIDGE_LIST"]) == ('sys \\"x\\"', "BLOCK", "node2")
 
 
 def test_frontend_installs_gfs2clvm_host(frontend):

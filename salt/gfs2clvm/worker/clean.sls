@@ -49,6 +49,6 @@ gfs2clvm-worker-clean-lvmlockd-service-dead:
 
 gfs2clvm-worker-clean-lvmlocal-file-absent:
   file.absent:
-    - names: [/etc/lvm/lvmlocal.conf, /etc/dlm/dlm.conf, /etc/corosync/corosync.conf]
+    - names: [/etc/lvm/lvmlocal.conf, /etc/dlm/dlm.conf, /etc/corosync/corosync.conf, /etc/corosync/authkey]
     - require:
       - service: gfs2clvm-worker-clean-lvmlockd-service-dead

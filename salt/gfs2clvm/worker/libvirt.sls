@@ -17,6 +17,10 @@ gfs2clvm-worker-libvirt-qemu-file-keyvalue:
     - separator: ' = '
     - uncomment: '#'
     - append_if_not_found: true
+    # a dry run on a fresh worker (the package not installed yet, so no qemu.conf) then
+    # reports the three lines it would write instead of failing (issue 13.8); a real run
+    # edits the package's file (require below)
+    - create_if_missing: true
     - key_values:
         dynamic_ownership: '0'
         user: '"{{ g.owner }}"'
