@@ -2198,7 +2198,10 @@ def check():
     and libvirt's qemu.conf (when libvirt is installed). Never raises: every
     problem is one failed check with a reason.
 
-    Returns ``{ok, checks: {name: {ok, detail}}}``.
+    Returns ``{ok, checks: {name: {ok, detail}}}``. With ``ok`` false the job's
+    retcode is 1 (``__context__["retcode"]``), so ``salt-call
+    --retcode-passthrough``, salt-ssh and ``salt`` exit non-zero for monitoring;
+    the report is returned all the same.
 
     CLI Example:
 
@@ -2231,4 +2234,7 @@ def check():
         except (CommandExecutionError, SaltInvocationError, OSError) as err:
             ok, detail = False, str(err)
         results[name] = {"ok": bool(ok), "detail": detail}
-    return {"ok": all(item["ok"] for item in results.values()), "checks": results}
+    healthy = all(item["ok"] for item in results.values())
+    if not healthy:
+        __context__["retcode"] = 1  # the loader's public way to fail a job that returns data
+    return {"ok": healthy, "checks": results}

@@ -116,7 +116,7 @@ def configure_loader_modules(fake, conf):
         return conf if key == "gfs2clvm" else default
 
     get = create_autospec(salt.modules.config.get, side_effect=config_get)
-    return {gfs2clvm: {"__salt__": {"cmd.run_all": run_all, "config.get": get}}}
+    return {gfs2clvm: {"__salt__": {"cmd.run_all": run_all, "config.get": get}, "__context__": {}}}
 
 
 # ---------------------------------------------------------------- contract
