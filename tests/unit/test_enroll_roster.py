@@ -7,6 +7,7 @@ touches the network.
 """
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -531,3 +532,74 @@ def test_a_lock_file_of_another_user_does_not_lock_out(env):
     lock.write_text("")
     lock.chmod(0o444)  # read-only is enough: the lock is taken on a read-only descriptor
     assert env.main("add", "n1") == 0
+
+
+# ---------------------------------------------------------------- hashed known_hosts (issue 13.6)
+@pytest.fixture
+def real_keys(tmp_path):
+    """Two real ed25519 public keys ``(type, base64)`` (ssh-keygen -H must parse them)."""
+    keys = []
+    for name in ("a", "b"):
+        path = tmp_path / f"key_{name}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+        keys.append(tuple((path.parent / f"key_{name}.pub").read_text().split()[:2]))
+    return keys
+
+
+def hashed(path, text):
+    """Write ``text`` and hash its host names the way HashKnownHosts does (ssh-keygen -H)."""
+    path.write_text(text)
+    subprocess.run(["ssh-keygen", "-H", "-f", str(path)], check=True, capture_output=True)
+    Path(f"{path}.old").unlink()
+    assert "10.0.0" not in path.read_text() and "n1" not in path.read_text()
+
+
+def test_hashed_entry_of_the_same_key_is_seen(env, real_keys):
+    (ktype, key), _ = real_keys
+    env.runner.keyscan = f"[10.0.0.1]:2222 {ktype} {key}\n"
+    hashed(env.known_hosts, f"[10.0.0.1]:2222 {ktype} {key}\n")
+    before = env.known_hosts.read_bytes()
+    assert env.main("add", "n1", "--address", "10.0.0.1", "--port", "2222") == 0
+    assert env.known_hosts.read_bytes() == before  # not appended a second time
+
+
+def test_hashed_entry_of_another_key_is_refused(env, capsys, real_keys):
+    (ktype, key), (otype, other) = real_keys
+    env.runner.keyscan = f"n1 {ktype} {key}\n"
+    hashed(env.known_hosts, f"n1 {otype} {other}\n")
+    before = env.known_hosts.read_bytes()
+    assert env.main("add", "n1") == 1
+    assert err_line(capsys) == (
+        f"{env.known_hosts} holds a different host key for n1: if the host was reinstalled, "
+        f"remove it (ssh-keygen -R 'n1' -f {env.known_hosts}) and add again"
+    )
+    assert env.known_hosts.read_bytes() == before and not env.roster.exists()
+
+
+def test_add_to_a_hashed_file_appends_a_hashed_line(env, real_keys):
+    (ktype, key), (otype, other) = real_keys
+    env.runner.keyscan = f"[10.0.0.3]:2222 {ktype} {key}\n"
+    hashed(env.known_hosts, f"10.0.0.9 {otype} {other}\n")
+    assert env.main("add", "n3", "--address", "10.0.0.3", "--port", "2222") == 0
+    lines = env.known_hosts.read_text().splitlines()
+    assert len(lines) == 2 and all(line.startswith("|1|") for line in lines), lines
+    assert enroll.kh_keys(str(env.known_hosts), "[10.0.0.3]:2222") == {(ktype, key)}
+    assert enroll.kh_keys(str(env.known_hosts), "10.0.0.9") == {(otype, other)}
+
+
+def test_remove_and_list_see_hashed_entries(env, real_keys):
+    (ktype, key), (otype, other) = real_keys
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1", "port": 2222, "user": "oneadmin", "thin_dir": "/t"},
+                                          "n2": {"host": "10.0.0.2", "user": "oneadmin", "thin_dir": "/t"}}))
+    hashed(env.known_hosts, f"[10.0.0.1]:2222 {ktype} {key}\n10.0.0.2 {otype} {other}\n")
+    env.known_hosts.chmod(0o640)
+    assert env.main("list") == 0
+    assert env.out == ["n1\toneadmin@10.0.0.1:2222\tthin /t\thost key known",
+                       "n2\toneadmin@10.0.0.2:22\tthin /t\thost key known"]
+    assert env.main("remove", "n1") == 0
+    assert env.out == [f"n1: removed from {env.roster}; 1 host key line(s) for [10.0.0.1]:2222 removed"]
+    assert enroll.kh_keys(str(env.known_hosts), "[10.0.0.1]:2222") == set()
+    assert enroll.kh_keys(str(env.known_hosts), "10.0.0.2") == {(otype, other)}
+    assert len(env.known_hosts.read_text().splitlines()) == 1
+    assert env.known_hosts.stat().st_mode & 0o777 == 0o640  # replaced with its mode
+    assert sorted(p.name for p in env.known_hosts.parent.glob("known_hosts*")) == ["known_hosts"]  # no .old left

@@ -6,6 +6,7 @@
 
 1. its SSH host key, read with ``ssh-keyscan``, goes into the ``known_hosts_file``
    of the driver's salt-ssh master config (never ``-i`` / StrictHostKeyChecking=no);
+   that file is read and edited with ``ssh-keygen -F/-R/-H`` only (hashed entries);
 2. a roster entry ``HOST`` goes into the driver's roster (the one its Saltfile
    names): host, port, user, priv, set_path, a pinned thin_dir and, unless the
    master config's ``ssh_minion_opts`` provides them for every host (the
@@ -285,31 +286,60 @@ def _read_bytes(path):
 
 
 # --------------------------------------------------------------------------
-# known_hosts
+# known_hosts: read and edited by ssh-keygen -F/-R/-H only, never parsed here, so
+# hashed entries (Debian's HashKnownHosts yes) count like plain ones
 # --------------------------------------------------------------------------
-def _kh_lines(raw):
-    return (raw or b"").decode("utf-8", "replace").splitlines()
+def _keygen(argv, what):
+    proc = _run(["ssh-keygen", *argv], 60)
+    if proc.returncode not in (0, 1):
+        lines = [line for line in (proc.stderr or proc.stdout or "").splitlines() if line.strip()]
+        raise DriverError(f"ssh-keygen {what} failed: {one_line(lines[-1]) if lines else f'exit {proc.returncode}'}")
+    return proc
 
 
-def kh_keys(raw, name):
-    """``{(type, key)}`` of the plain known_hosts lines for host field ``name``."""
+def kh_keys(path, name):
+    """``{(type, key)}`` that known_hosts file ``path`` holds for host field ``name``
+    (``addr`` or ``[addr]:port``), plain or hashed: ``ssh-keygen -F name -f path``.
+    Marker lines (``@revoked``, ``@cert-authority``) are not keys of the host."""
+    if not os.path.exists(path):
+        return set()
+    proc = _keygen(["-F", name, "-f", path], f"-F {name} -f {path}")
     found = set()
-    for line in _kh_lines(raw):
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else ():
         fields = line.split()
-        if len(fields) >= 3 and not line.startswith("#") and name in fields[0].split(","):
+        if len(fields) >= 3 and not fields[0].startswith(("#", "@")):
             found.add((fields[1], fields[2]))
     return found
 
 
-def kh_without(raw, name):
-    """known_hosts text without the plain lines for host field ``name``."""
-    kept = []
-    for line in _kh_lines(raw):
-        fields = line.split()
-        if len(fields) >= 3 and not line.startswith("#") and name in fields[0].split(","):
-            continue
-        kept.append(line)
-    return ("\n".join(kept) + "\n" if kept else "").encode()
+def kh_without(path, name):
+    """The bytes of known_hosts file ``path`` without the lines for host field ``name``
+    (plain or hashed): ``ssh-keygen -R`` run on a private copy, so the file itself is
+    then replaced atomically with its owner and mode, and no ``.old`` copy is left."""
+    raw = _read_bytes(path) or b""
+    with tempfile.TemporaryDirectory(prefix="gfs2clvm-kh-") as tmp:
+        copy = os.path.join(tmp, "known_hosts")
+        with open(copy, "wb") as handle:
+            handle.write(raw)
+        _keygen(["-R", name, "-f", copy], f"-R {name}")
+        with open(copy, "rb") as handle:
+            return handle.read()
+
+
+def kh_is_hashed(raw):
+    """True when the file holds hashed host names (``|1|salt|hash``)."""
+    return any(line.startswith(b"|1|") for line in (raw or b"").splitlines())
+
+
+def kh_hashed(lines):
+    """``lines`` (known_hosts text) with their host names hashed: ``ssh-keygen -H``."""
+    with tempfile.TemporaryDirectory(prefix="gfs2clvm-kh-") as tmp:
+        copy = os.path.join(tmp, "known_hosts")
+        with open(copy, "w", encoding="utf-8") as handle:
+            handle.write(lines)
+        _keygen(["-H", "-f", copy], "-H")
+        with open(copy, encoding="utf-8") as handle:
+            return handle.read()
 
 
 def parse_keyscan(text, name):
@@ -470,7 +500,7 @@ def cmd_add(args, setup, out, run=_run):
                 f"(scanned: {', '.join(sorted(prints.values())) or 'none'})"
             )
         kh_raw = _read_bytes(setup.known_hosts)
-        known = kh_keys(kh_raw, name)
+        known = kh_keys(setup.known_hosts, name)
         if known and not known & set(keys):
             raise DriverError(
                 f"{setup.known_hosts} holds a different host key for {name}: if the host was reinstalled, "
@@ -478,6 +508,8 @@ def cmd_add(args, setup, out, run=_run):
             )
         try:
             new_lines = "".join(f"{name} {t} {k}\n" for t, k in keys if (t, k) not in known)
+            if new_lines and kh_is_hashed(kh_raw):
+                new_lines = kh_hashed(new_lines)  # keep a hashed file's host names hidden
             if new_lines:
                 base = kh_raw or b""
                 if base and not base.endswith(b"\n"):
@@ -539,11 +571,10 @@ def cmd_remove(args, setup, out, run=_run):
         setup.write_roster(entries)
         removed = 0
         if not shared:
-            kh_raw = _read_bytes(setup.known_hosts)
-            removed = len(kh_keys(kh_raw, name))
+            removed = len(kh_keys(setup.known_hosts, name))
             if removed:
                 try:
-                    _atomic_write(setup.known_hosts, kh_without(kh_raw, name))
+                    _atomic_write(setup.known_hosts, kh_without(setup.known_hosts, name))
                 except BaseException:
                     _restore(setup.roster, roster_raw)
                     raise
@@ -561,7 +592,6 @@ def cmd_check(args, setup, out, run=_run):
 
 def cmd_list(args, setup, out, run=_run):
     _raw, entries = setup.read_roster()
-    kh_raw = _read_bytes(setup.known_hosts)
     rows = []
     for host, entry in sorted(entries.items()):
         entry = entry if isinstance(entry, dict) else {}
@@ -573,7 +603,7 @@ def cmd_list(args, setup, out, run=_run):
                 "port": sshport,
                 "user": entry.get("user"),
                 "thin_dir": entry.get("thin_dir"),
-                "host_key": bool(kh_keys(kh_raw, known_hosts_name(addr, sshport))),
+                "host_key": bool(kh_keys(setup.known_hosts, known_hosts_name(addr, sshport))),
             }
         )
     if args.json:
