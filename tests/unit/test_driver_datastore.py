@@ -167,3 +167,24 @@ def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
     assert (rc, out) == (1, "")
     assert err.startswith("ERROR: ") and err.count("\n") == 1 and message in err
     assert fakes.calls() == []
+
+
+def test_mkfs_of_an_unknown_filesystem_is_refused_before_salt_ssh(fakes):
+    rc, out, err = fakes.run("datastore", "mkfs", 7, stdin=ds_xml({"ID": 7, "SIZE": 100, "FS": "bogus9"}))
+    assert (rc, out) == (1, "")
+    assert err == ("ERROR: unknown filesystem type 'bogus9': the workers make ext2, ext3, ext4, xfs, btrfs, vfat, "
+                   "swap (or none: raw, qcow2, none, save_as)\n")
+    assert fakes.calls() == []
+
+
+def test_front_end_filesystems_are_what_the_worker_makes():
+    """validate.FILESYSTEMS is the worker's list (gfs2clvm.mkfs: _MKFS and swap)."""
+    import importlib.util
+
+    from test_driver_support import REPO
+    from gfs2clvm_driver import validate
+
+    spec = importlib.util.spec_from_file_location("gfs2clvm_fs_ut", REPO / "_modules" / "gfs2clvm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(validate.FILESYSTEMS) == set(module._MKFS) | {"swap"}

@@ -235,6 +235,10 @@ BAD = [
     ("mkimage", [0, "raw", f"node1:{D42}/disk.4", 42, 0], "must be > 0"),
     ("mkimage", ["1G", "raw", f"node1:{D42}/disk.4", 42, 0], "invalid size '1G'"),
     ("mkimage", [10, "ext4;x", f"node1:{D42}/disk.4", 42, 0], "invalid filesystem type"),
+    # refused on the front-end, before the (slow) salt-ssh call the worker refused it in (issue 19.6)
+    ("mkimage", [10, "bogus9", f"node1:{D42}/disk.4", 42, 0],
+     "unknown filesystem type 'bogus9': the workers make ext2, ext3, ext4, xfs, btrfs, vfat, swap "
+     "(or none: raw, qcow2, none, save_as)"),
     ("mkswap", [512, f"node1:{D42}/disk.5", 42], "wrong number of arguments"),
     ("mv", [f"node1:{D42}", f"node2:{DS}/0/43", 42, 0], "not in the directory of VM 42"),
     ("mvds", [f"node1:{D42}/disk.1", f"fe:/dev/{VG}/lv-one-42-1", 42, 1], "invalid image volume"),

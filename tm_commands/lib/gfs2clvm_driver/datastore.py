@@ -205,7 +205,7 @@ def mkfs(argv, conf=None, stdin=None):
     size = validate.size_mb(action.image("SIZE", "0"), "image SIZE")
     fs = action.image("FS") or action.image("FSTYPE") or action.image("TEMPLATE/FS")
     fs = validate.fstype(fs) if fs else None
-    if fs in ("raw", "save_as", "none", "qcow2"):
+    if fs in validate.NO_FILESYSTEM:
         fs = None
     vg_name = action.vg(conf)
     lv = new_image_lv()
