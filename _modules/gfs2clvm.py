@@ -1808,10 +1808,63 @@ def orphans(vg=None, vmids=None):
     return {"vg": vg, "lvs": found["lvs"], "links": found["links"], "dirs": found["dirs"]}
 
 
-def orphans_remove(vg=None, vmids=None, dry_run=True):
+ORPHAN_MIN_AGE = 3600  # seconds: default min_age of orphans_remove
+LIST_SKEW = 60  # seconds between the front-end's and the workers' clocks allowed for listed_at
+
+
+def _epoch(value, what):
+    """Epoch seconds of ``value``: a number (or decimal string) of seconds, or ISO 8601."""
+    if isinstance(value, bool):
+        raise SaltInvocationError(f"{what} must be epoch seconds or an ISO 8601 time, not {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    if re.match(r"^[0-9]{1,11}(\.[0-9]+)?$", text):
+        return float(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SaltInvocationError(f"{what} must be epoch seconds or an ISO 8601 time, not {value!r}") from None
+    if moment.tzinfo is None:
+        raise SaltInvocationError(f"{what} needs a time zone (e.g. 2026-11-25T20:00:00Z), not {value!r}")
+    return moment.timestamp()
+
+
+def _young_before(now, listed_at, min_age):
+    """The time after which an orphan is too young to remove: ``now - min_age`` and, with
+    ``listed_at``, ``listed_at - LIST_SKEW`` (whichever is earlier)."""
+    if isinstance(min_age, bool) or not isinstance(min_age, (int, str)) or not re.match(r"^[0-9]{1,10}$", str(min_age)):
+        raise SaltInvocationError(f"min_age must be a number of seconds >= 0, not {min_age!r}")
+    cutoff = now - int(min_age)
+    if listed_at is not None:
+        cutoff = min(cutoff, _epoch(listed_at, "listed_at") - LIST_SKEW)
+    return cutoff
+
+
+def _iso_epoch(text):
+    """Epoch seconds of a ``created``/``modified`` value of the report, or None."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def orphans_remove(vg=None, vmids=None, dry_run=True, listed_at=None, min_age=ORPHAN_MIN_AGE):
     """
     Remove what ``orphans`` reports (open LVs are skipped); ``dry_run``
     (default True) only says what would be removed.
+
+    listed_at
+        when ``vmids`` was listed (``onevm list``): epoch seconds or ISO 8601 with
+        a zone. An orphan LV made, or VM directory changed, after that (less
+        60 s for clock differences) is not removed: its VM may have been created
+        after the list.
+    min_age
+        seconds (default 3600): an orphan LV made, or VM directory changed,
+        less than ``min_age`` ago is not removed either (``0``: only
+        ``listed_at`` counts). Those are returned in ``young``. An LV whose time
+        LVM does not know, or a directory that cannot be read, is judged by the
+        other rules only.
 
     LVs go first (snapshots first, one ``lvremove``), then the dangling links,
     then (only with ``vmids``) the orphan VM directories, whole. A directory that
@@ -1819,7 +1872,8 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     open) is skipped. Links and directories only when the mount check passes.
 
     Returns ``{vg, dry_run, lvs: [names], links: [paths], dirs: [paths],
-    skipped: [open LV names, then directory paths]}``.
+    skipped: [open LV names, then directory paths], young: [LV names, then
+    directory paths too young to remove]}``.
     A failure part-way (``lvremove`` refused an LV that became open, a link or
     directory that cannot be removed) does not stop the rest; it then raises
     one line naming the problems, what was removed and what was not.
@@ -1829,16 +1883,28 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     .. code-block:: bash
 
         salt '*' gfs2clvm.orphans_remove vmids=[1,2,42]
-        salt '*' gfs2clvm.orphans_remove vmids=[1,2,42] dry_run=False
+        salt '*' gfs2clvm.orphans_remove vmids=[1,2,42] dry_run=False listed_at=2026-11-25T20:00:00Z
     """
     conf = _config()
     vg, vmids = _vg(vg or conf["vg"]), _vmids(vmids)
     dry_run = _flag(dry_run, "dry_run")
+    cutoff = _young_before(_now(), listed_at, min_age)
     found = _orphans(conf, vg, vmids)
-    names = sorted((lv["name"] for lv in found["lvs"] if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
-    skipped = [lv["name"] for lv in found["lvs"] if lv["open"]]
+
+    def young(when):
+        made = _iso_epoch(when)
+        return made is not None and made > cutoff
+
+    fresh = [lv["name"] for lv in found["lvs"] if young(lv["created"])]
+    # a snapshot of a young origin stays with it
+    fresh += [lv["name"] for lv in found["lvs"] if lv["name"] not in fresh and RE_SNAP_LV.match(lv["name"])
+              and any(lv["name"].startswith(f"{origin}-s") for origin in fresh)]
+    lvs = [lv for lv in found["lvs"] if lv["name"] not in fresh]
+    names = sorted((lv["name"] for lv in lvs if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
+    skipped = [lv["name"] for lv in lvs if lv["open"]]
     paths = [item["path"] for item in found["links"]]
-    dirs = [item["path"] for item in found["dirs"]]
+    young_dirs = [item["path"] for item in found["dirs"] if young(item["modified"])]
+    dirs = [item["path"] for item in found["dirs"] if item["path"] not in young_dirs]
     busy = [path for path in dirs if _links_an_lv(vg, path, found["names"] - set(names))]
     dirs, skipped = [path for path in dirs if path not in busy], skipped + busy
     problems, kept = [], []
@@ -1862,7 +1928,8 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
             f"orphans_remove did not finish: {'; '.join(problems)}; "
             f"removed: {', '.join(gone) or 'nothing'}; not removed: {', '.join(kept)}"
         )
-    return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "dirs": dirs, "skipped": skipped}
+    return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "dirs": dirs, "skipped": skipped,
+            "young": fresh + young_dirs}
 
 
 def _orphan_lvremove(conf, vg, names):

@@ -251,7 +251,7 @@ def test_orphans_remove_part_way_is_one_line_through_saltssh(saltssh, lvm_setup)
         rc, data, err = saltssh.run(target, "gfs2clvm.orphans_remove", saltfile=saltfile)
         assert rc == 0, f"{data} {err}"
         assert data == {"vg": VG, "dry_run": True, "lvs": ["lv-one-8-0-s0", "lv-one-8-0", "lv-one-9-0"],
-                        "links": [str(vm12 / "disk.1"), str(vm7 / "disk.4")], "dirs": [], "skipped": []}
+                        "links": [str(vm12 / "disk.1"), str(vm7 / "disk.4")], "dirs": [], "skipped": [], "young": []}
         assert [c.split()[1] for c in log.read_text().splitlines()] == ["lvs"]  # the dry run removed nothing
         rc, data, err = saltssh.run(target, "gfs2clvm.orphans_remove", "dry_run=False", saltfile=saltfile)
         text = f"{data} {err}"

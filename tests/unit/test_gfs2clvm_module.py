@@ -591,7 +591,8 @@ def test_orphans_and_remove(fake, mnt):
     fake.calls.clear()
     dry = gfs2clvm.orphans_remove()
     assert dry == {"vg": VG, "dry_run": True, "lvs": ["lv-one-8-0-s0", "lv-one-8-0", "lv-one-9-0"], "skipped": [],
-                   "links": [str(mnt / "datastores/0/12/disk.1"), str(mnt / "datastores/0/7/disk.5")], "dirs": []}
+                   "links": [str(mnt / "datastores/0/12/disk.1"), str(mnt / "datastores/0/7/disk.5")], "dirs": [],
+                   "young": []}
     assert not fake.writes() and (mnt / "datastores/0/7/disk.5").is_symlink()
     done = gfs2clvm.orphans_remove(vmids="7,9,12", dry_run=False)
     # lv-one-70-0 belongs to VM 70, which is not in the list (whole-name ids, not prefixes)
