@@ -49,6 +49,8 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 log = logging.getLogger(__name__)
 
 __virtualname__ = "gfs2clvm"
+__version__ = "0.1.0"  # = gfs2clvm_driver/version.py VERSION (tests/unit/test_version.py)
+_RE_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+-]{0,31}$")
 
 DEFAULTS = {
     "vg": "vg_cloudstorage",
@@ -2257,13 +2259,26 @@ def _check_libvirt(conf):
     return True, f"{path}: user {conf['owner']}, group {conf['group']}, dynamic_ownership 0"
 
 
-def check():
+def _check_version(driver):
+    if not isinstance(driver, str) or not _RE_VERSION.match(driver):
+        return False, f"invalid front-end driver version {driver!r}"
+    if driver != __version__:
+        return False, (f"this worker runs gfs2clvm modules {__version__}, the front-end driver {driver}: "
+                       "apply gfs2clvm.worker here (highstate), or update the front-end, so both are the same")
+    return True, f"gfs2clvm modules {__version__} = front-end driver {driver}"
+
+
+def check(driver=None):
     """
     Health of this worker for gfs2clvm: configuration, LVM and device-mapper,
     sudo rules, lvmlockd, the shared VG, the thin pool, the GFS2 mount (and
     not withdrawn), the helper tools, the udev rule on the driver's active LVs
     and libvirt's qemu.conf (when libvirt is installed). Never raises: every
     problem is one failed check with a reason.
+
+    driver
+        the front-end driver's version (``gfs2clvm-host`` passes it): adds the
+        check ``version``, ok when this module's ``__version__`` is the same
 
     Returns ``{ok, checks: {name: {ok, detail}}}``. With ``ok`` false the job's
     retcode is 1 (``__context__["retcode"]``), so ``salt-call
@@ -2275,8 +2290,11 @@ def check():
     .. code-block:: bash
 
         salt '*' gfs2clvm.check
+        salt '*' gfs2clvm.check driver=0.1.0
     """
     checks = {"config": _check_config}
+    if driver is not None:
+        checks["version"] = lambda: _check_version(driver)
     try:
         conf = _config()
     except SaltInvocationError:

@@ -295,7 +295,21 @@ FAILURES = [
      "ERROR: gfs2clvm_tm.mkswap on node1: ValueError: oops"),
     ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
                           "stderr": "'gfs2clvm_tm.mkswap' is not available."}},
-     "ERROR: gfs2clvm_tm.mkswap on node1: 'gfs2clvm_tm.mkswap' is not available."),
+     "ERROR: worker node1 runs other gfs2clvm modules than the front-end driver 0.1.0 (gfs2clvm_tm.mkswap on node1: "
+     "'gfs2clvm_tm.mkswap' is not available.): apply gfs2clvm.worker there (highstate) so both are the same version; "
+     "gfs2clvm-host check node1 compares them"),
+    # the worker's function has another signature (issue 13.9): a version mismatch, not a TypeError
+    ({"rc": 20, "value": {"stdout": "None", "retcode": 1, "_error": "x",
+                          "stderr": "Passed invalid arguments: mkswap() got an unexpected keyword argument 'fs'.\n\n"
+                                    "Usage:\n..."}},
+     "ERROR: worker node1 runs other gfs2clvm modules than the front-end driver 0.1.0 (gfs2clvm_tm.mkswap on node1: "
+     "invalid arguments: mkswap() got an unexpected keyword argument 'fs'): apply gfs2clvm.worker there (highstate) "
+     "so both are the same version; gfs2clvm-host check node1 compares them"),
+    ({"rc": 20, "value": {"stdout": "None", "retcode": 1, "_error": "x",
+                          "stderr": "Passed invalid arguments: The following keyword arguments are not valid: vg=vg1\n"}},
+     "ERROR: worker node1 runs other gfs2clvm modules than the front-end driver 0.1.0 (gfs2clvm_tm.mkswap on node1: "
+     "invalid arguments: The following keyword arguments are not valid: vg=vg1): apply gfs2clvm.worker there "
+     "(highstate) so both are the same version; gfs2clvm-host check node1 compares them"),
     ({"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "Permission denied",
                           "stderr": "Error running 'gfs2clvm_tm.mkswap': [Errno 13] Permission denied: '/x'"}},
      "ERROR: gfs2clvm_tm.mkswap on node1: permission denied (ssh login or a command on the worker): "

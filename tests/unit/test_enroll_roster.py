@@ -50,7 +50,7 @@ class FakeRunner:
             lines = Path(argv[-1]).read_text().splitlines()
             return Proc("".join(f"256 {FP} host (ED25519)\n" for _ in lines))
         if argv[0].endswith("salt-ssh"):
-            host, fun = argv[-2], argv[-1]
+            host, fun = argv[argv.index("warning") + 1:argv.index("warning") + 3]
             if fun in self.salt_raw:
                 return Proc(self.salt_raw[fun], returncode=1)
             return Proc(json.dumps({host: self.salt[fun]}))
@@ -179,7 +179,7 @@ def test_add_to_an_empty_roster(env, capsys):
     assert argvs[0] == ["ssh-keyscan", "-T", "10", "-p", "22", "-t", "ed25519,ecdsa,rsa", "192.0.2.11"]
     salt = env.runner.salt_calls()
     base = ["/usr/bin/salt-ssh", "--saltfile", f"{env.root}/Saltfile", "--out", "json", "--static", "-l", "warning", "node1"]
-    assert salt == [base + ["test.ping"], base + ["gfs2clvm.check"]]
+    assert salt == [base + ["test.ping"], base + ["gfs2clvm.check", 'driver="0.1.0"']]
     # never -i / --ignore-host-keys / --no-host-keys / -W / -w
     for argv in salt:
         assert not {"-i", "--ignore-host-keys", "--no-host-keys", "-W", "-w"} & set(argv)
@@ -458,7 +458,7 @@ def test_check_of_an_enrolled_host(env, capsys):
     env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
     assert env.main("check", "n1") == 0
     assert env.out == ["  ok   vg: fine", "n1: ready"]
-    assert [argv[-1] for argv in env.runner.salt_calls()] == ["gfs2clvm.check"]
+    assert [argv[-2:] for argv in env.runner.salt_calls()] == [["gfs2clvm.check", 'driver="0.1.0"']]
     env.runner.salt["gfs2clvm.check"] = {"ok": False, "checks": {"mount": {"ok": False, "detail": "not mounted"}}}
     assert env.main("check", "n1") == 2
     assert env.out == ["  FAIL mount: not mounted", "n1: enrolled, but not ready: mount failed"]
@@ -603,3 +603,38 @@ def test_remove_and_list_see_hashed_entries(env, real_keys):
     assert len(env.known_hosts.read_text().splitlines()) == 1
     assert env.known_hosts.stat().st_mode & 0o777 == 0o640  # replaced with its mode
     assert sorted(p.name for p in env.known_hosts.parent.glob("known_hosts*")) == ["known_hosts"]  # no .old left
+
+
+# ---------------------------------------------------------------- versions (issue 13.9)
+def test_version_option(capsys):
+    with pytest.raises(SystemExit) as done:
+        enroll.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"gfs2clvm-host {enroll.VERSION}\n"
+
+
+def test_version_option_of_the_executable():
+    proc = subprocess.run([sys.executable, str(REPO / "tm_commands" / "bin" / "gfs2clvm-host"), "--version"],
+                          capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "gfs2clvm-host 0.1.0\n", "")
+
+
+def test_check_shows_a_version_mismatch(env):
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
+    detail = ("this worker runs gfs2clvm modules 0.0.9, the front-end driver 0.1.0: apply gfs2clvm.worker here "
+              "(highstate), or update the front-end, so both are the same")
+    env.runner.salt["gfs2clvm.check"] = {"ok": False, "checks": {"vg": {"ok": True, "detail": "fine"},
+                                                                 "version": {"ok": False, "detail": detail}}}
+    assert env.main("check", "n1") == 2
+    assert env.out == ["  ok   vg: fine", f"  FAIL version: {detail}", "n1: enrolled, but not ready: version failed"]
+
+
+def test_check_of_a_worker_older_than_the_version_check(env):
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
+    env.runner.salt_raw["gfs2clvm.check"] = json.dumps({"n1": {
+        "retcode": 1, "_error": "The command resulted in a non-zero exit code", "stdout": "",
+        "stderr": "Passed invalid arguments: The following keyword arguments are not valid: driver=0.1.0.\n\n"
+                  "Usage:\n\n    Health of this worker ...\n        salt '*' gfs2clvm.check\n"}})
+    assert env.main("check", "n1") == 2
+    assert env.out == ["n1: runs gfs2clvm modules older than the front-end driver 0.1.0 (their gfs2clvm.check "
+                       "takes no driver version): apply the gfs2clvm.worker formula there"]

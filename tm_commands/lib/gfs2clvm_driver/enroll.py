@@ -47,6 +47,7 @@ import yaml
 
 from . import config as driver_config
 from .core import DriverError, one_line
+from .version import VERSION
 
 SET_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_THIN_DIR = "/var/tmp/.gfs2clvm_salt"
@@ -459,9 +460,11 @@ def _json_tail(text):
     return None
 
 
-def salt_call(setup, host, fun, run=_run):
-    """One salt-ssh call; ``(value, None)`` or ``(None, one-line problem)``."""
-    argv = [setup.salt_ssh, "--saltfile", setup.saltfile, "--out", "json", "--static", "-l", "warning", host, fun]
+def salt_call(setup, host, fun, *args, run=_run):
+    """One salt-ssh call; ``(value, None)`` or ``(None, one-line problem)``.
+    ``args``: words after ``fun`` (``key=<JSON>``: salt reads values as YAML)."""
+    argv = [setup.salt_ssh, "--saltfile", setup.saltfile, "--out", "json", "--static", "-l", "warning", host, fun,
+            *args]
     # On "Permission denied" salt-ssh asks whether to deploy its key with a
     # password (input()): answer no instead of dying of EOFError.
     proc = run(argv, int(setup.conf.get("timeout") or 900), stdin="n\n", as_user=setup.salt_user())
@@ -474,6 +477,9 @@ def salt_call(setup, host, fun, run=_run):
         stderr = str(value.get("stderr") or "")
         if value.get("retcode") == 254 or "host key" in stderr.lower():
             return None, "host key not accepted"
+        if "Passed invalid arguments:" in stderr:  # salt adds the function's docstring after it
+            text = stderr.split("Passed invalid arguments:", 1)[1].split("\n\nUsage", 1)[0]
+            return None, f"invalid arguments: {one_line(text).rstrip('.')}"
         lines = [line for line in (stderr or str(value.get("_error") or "")).splitlines() if line.strip()]
         return None, one_line(lines[-1]) if lines else f"retcode {value.get('retcode')}"
     if isinstance(value, str) and (
@@ -538,7 +544,12 @@ def cmd_add(args, setup, out, run=_run):
 
 
 def show_check(setup, host, out, run=_run):
-    value, problem = salt_call(setup, host, "gfs2clvm.check", run=run)
+    # driver=: the worker compares its modules' version with this driver's (check "version")
+    value, problem = salt_call(setup, host, "gfs2clvm.check", f"driver={json.dumps(VERSION)}", run=run)
+    if problem and "keyword arguments are not valid: driver=" in problem:  # an older module
+        out(f"{host}: runs gfs2clvm modules older than the front-end driver {VERSION} (their gfs2clvm.check "
+            "takes no driver version): apply the gfs2clvm.worker formula there")
+        return 2
     if problem:
         out(f"{host}: gfs2clvm.check could not run: {problem} (apply the gfs2clvm.worker formula there)")
         return 2
@@ -630,6 +641,8 @@ class _Parser(argparse.ArgumentParser):
 def parser():
     top = _Parser(prog="gfs2clvm-host", description="Enrol OpenNebula KVM workers for the gfs2clvm driver (salt-ssh roster).")
     top.add_argument("--conf", help="driver configuration (default: $GFS2CLVM_CONF or /etc/one/gfs2clvm.conf)")
+    top.add_argument("--version", action="version", version=f"gfs2clvm-host {VERSION}",
+                     help="print the version of gfs2clvm-host and the driver library, and exit")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add = sub.add_parser("add", help="add a worker: host key, roster entry, salt thin, health check")
     add.add_argument("host", type=roster_id, help="the host name oned uses (roster id)")
