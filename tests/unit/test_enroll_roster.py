@@ -7,6 +7,7 @@ touches the network.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,9 @@ def env(tmp_path, monkeypatch):
     (tmp_path / "Saltfile").write_text(yaml.safe_dump({"salt-ssh": {"config_dir": str(etc)}}))
     conf = tmp_path / "gfs2clvm.conf"
     conf.write_text(yaml.safe_dump({"saltfile": str(tmp_path / "Saltfile"), "salt_ssh": "/usr/bin/salt-ssh",
-                                    "vg": "vg_one", "mountpoint": "/var/lib/one", "mount_check": "gfs2"}))
+                                    "vg": "vg_one", "mountpoint": "/var/lib/one", "mount_check": "gfs2",
+                                    # no such account: the tests of the other rules (test_oned_user_* set one)
+                                    "oned_user": "gfs2clvm-nosuch"}))
     monkeypatch.setenv("GFS2CLVM_CONF", str(conf))
 
     class Env:
@@ -638,3 +641,41 @@ def test_check_of_a_worker_older_than_the_version_check(env):
     assert env.main("check", "n1") == 2
     assert env.out == ["n1: runs gfs2clvm modules older than the front-end driver 0.1.0 (their gfs2clvm.check "
                        "takes no driver version): apply the gfs2clvm.worker formula there"]
+
+
+# ---------------------------------------------------------------- the user oned runs as (issue 19.7)
+def oned_user_conf(env, name):
+    conf = Path(os.environ["GFS2CLVM_CONF"])
+    data = yaml.safe_load(conf.read_text())
+    data["oned_user"] = name
+    conf.write_text(yaml.safe_dump(data))
+
+
+def test_oned_user_runs_salt_ssh_when_root_enrols(env, monkeypatch):
+    """Root enrols with a root roster and a root cache (a hand-made set-up): salt-ssh
+    still runs as the account oned runs as, so the thin is pre-paid for the driver."""
+    import pwd
+
+    master = env.root / "etc" / "master"
+    data = yaml.safe_load(master.read_text())
+    data["cachedir"] = "/"  # root's: the other rules would run salt-ssh as root
+    master.write_text(yaml.safe_dump(data))
+    oned_user_conf(env, "nobody")
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 0)
+    assert env.main("add", "n1") == 0
+    salt_users = [u for (argv, _), u in zip(env.runner.calls, env.runner.as_users) if argv[0].endswith("salt-ssh")]
+    assert [u.pw_name for u in salt_users] == ["nobody", "nobody"]  # test.ping (the thin) and check
+    assert env.out[1].startswith("n1: enrolled as oneadmin@n1:22 in ") and "for nobody's salt-ssh" in env.out[1]
+    assert pwd.getpwnam("nobody").pw_uid in {u.pw_uid for u in salt_users}
+
+
+def test_another_caller_than_oned_user_is_told(env, monkeypatch):
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    oned_user_conf(env, "nobody" if me != "nobody" else "root")
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 4242)  # not root, not oned_user
+    assert env.main("add", "n1", "--no-check") == 0
+    assert env.out[-1] == ("note: salt-ssh ran as uid 4242, not as nobody (oned_user, the account oned runs the "
+                           "driver as): run gfs2clvm-host as root or nobody so the first VM action does not pay "
+                           "salt's first call")

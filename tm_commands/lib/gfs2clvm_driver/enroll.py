@@ -147,6 +147,12 @@ class Setup:
     def salt_user(self):
         """The account salt-ssh must run as, or None for the current one.
 
+        Run by root: the driver configuration's ``oned_user`` (default oneadmin),
+        the account oned runs the driver as, when it exists -- salt-ssh's first
+        call to a host (thin deploy, caches, keys) is then paid at enrolment for
+        the very user whose salt-ssh calls follow (issue 19: 148 s in the lab
+        when it was not).  Without that account, the rules below.
+
         Run as root, salt-ssh would leave root-owned files in the cache dir the
         driver (oneadmin) uses later, and it would act on a roster that another
         user may edit (a roster entry's ``ssh_options`` can run a local command).
@@ -158,6 +164,9 @@ class Setup:
         """
         if os.geteuid() != 0:
             return None
+        oned = self.oned_user()
+        if oned is not None:
+            return oned
         try:
             owner = os.stat(self.roster).st_uid
         except FileNotFoundError:
@@ -182,6 +191,26 @@ class Setup:
             return pwd.getpwuid(owner)
         except KeyError:
             raise DriverError(f"{what} belongs to uid {owner}, which has no account: cannot run salt-ssh as it") from None
+
+    def oned_user(self):
+        """The pwd entry of the configuration's ``oned_user``, or None when it has no account."""
+        name = user(self.conf.get("oned_user") or "oneadmin")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        return entry if entry.pw_uid != 0 else None
+
+    def salt_note(self):
+        """A note when salt-ssh ran as another user than oned's: its caches may not be the driver's."""
+        if os.geteuid() == 0:
+            return None
+        me = _account_name(os.geteuid())
+        oned = self.conf.get("oned_user") or "oneadmin"
+        if me == oned:
+            return None
+        return (f"note: salt-ssh ran as {me}, not as {oned} (oned_user, the account oned runs the driver as): "
+                f"run gfs2clvm-host as root or {oned} so the first VM action does not pay salt's first call")
 
     def read_roster(self):
         """``(raw bytes or None, entries dict)`` of the roster."""
@@ -221,6 +250,13 @@ class Setup:
             yield
         finally:
             os.close(fd)
+
+
+def _account_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _read_yaml(path, what):
@@ -534,10 +570,15 @@ def cmd_add(args, setup, out, run=_run):
             raise
     for (ktype, _key), fprint in sorted(prints.items()):
         out(f"host key {name} {ktype} {fprint}")
+    runner = setup.salt_user()
+    who = runner.pw_name if runner is not None else _account_name(os.geteuid())
     out(
         f"{args.host}: enrolled as {entry['user']}@{entry['host']}:{entry['port']} in {setup.roster}; "
-        f"salt thin ready in {entry['thin_dir']} ({seconds:.1f} s)"
+        f"salt thin ready in {entry['thin_dir']} for {who}'s salt-ssh ({seconds:.1f} s)"
     )
+    note = setup.salt_note()
+    if note:
+        out(note)
     if args.no_check:
         return 0
     return show_check(setup, args.host, out, run)
