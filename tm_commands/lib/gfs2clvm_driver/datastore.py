@@ -101,8 +101,10 @@ def _mb(nbytes):
 
 
 def check_local(path, safe_dirs, restricted_dirs):
-    """A front-end file may be imported only from SAFE_DIRS and outside RESTRICTED_DIRS."""
-    validate.path(path, "image path")
+    """A front-end file may be imported only from SAFE_DIRS and outside RESTRICTED_DIRS.
+    Its name may hold spaces, quotes, UTF-8 (``validate.local_path``): only this process
+    opens it; the worker gets its bytes on the data stream under a generated name."""
+    path = validate.local_path(path, "image path")
     real = os.path.realpath(path)
 
     def inside(dirs):

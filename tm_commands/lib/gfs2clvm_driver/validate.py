@@ -66,6 +66,24 @@ def path(value, what="path", under=None):
     return text
 
 
+def local_path(value, what="path"):
+    """A front-end file the driver only opens itself (an image PATH streamed to a worker):
+    any name OpenNebula can hand over -- spaces, quotes, UTF-8 -- since no shell, argv
+    or protocol line of another program ever carries it.  Refused only: not absolute,
+    a ``.``/``..`` segment (the SAFE_DIRS check must judge the real name), a NUL or a
+    line break (oned's one-line messages), over 4096 bytes."""
+    text = str(value)
+    if not text.startswith("/"):
+        raise DriverError(f"invalid {what} {text!r}: not an absolute path")
+    if "\0" in text or "\n" in text or "\r" in text:
+        raise DriverError(f"invalid {what} {text!r}: holds a NUL or a line break")
+    if len(text.encode("utf-8", "surrogateescape")) > 4096:
+        raise DriverError(f"invalid {what}: longer than 4096 bytes")
+    if any(part in (".", "..") for part in text.split("/")):
+        raise DriverError(f"invalid {what} {text!r}: holds a '.' or '..' segment")
+    return re.sub("/{2,}", "/", text)
+
+
 def vg(value, what="VG"):
     text = str(value)
     if not VG_RE.match(text):
