@@ -1,9 +1,16 @@
 """gfs2clvm: OpenNebula storage driver on clustered LVM + GFS2, built on SaltStack."""
+import re
+from pathlib import Path
+
 from setuptools import setup
+
+# one version: the driver library's (the worker modules carry the same, tests/unit/test_version.py)
+VERSION = re.search(r'^VERSION = "([^"]+)"$',
+                    (Path(__file__).parent / "tm_commands/lib/gfs2clvm_driver/version.py").read_text(), re.M).group(1)
 
 setup(
     name="gfs2clvm",
-    version="0.1.0",
+    version=VERSION,
     description="OpenNebula storage driver for clustered LVM (lvmlockd) and GFS2, as Salt code",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",

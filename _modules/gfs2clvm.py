@@ -49,6 +49,8 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 log = logging.getLogger(__name__)
 
 __virtualname__ = "gfs2clvm"
+__version__ = "0.1.0"  # = gfs2clvm_driver/version.py VERSION (tests/unit/test_version.py)
+_RE_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+-]{0,31}$")
 
 DEFAULTS = {
     "vg": "vg_cloudstorage",
@@ -1808,10 +1810,63 @@ def orphans(vg=None, vmids=None):
     return {"vg": vg, "lvs": found["lvs"], "links": found["links"], "dirs": found["dirs"]}
 
 
-def orphans_remove(vg=None, vmids=None, dry_run=True):
+ORPHAN_MIN_AGE = 3600  # seconds: default min_age of orphans_remove
+LIST_SKEW = 60  # seconds between the front-end's and the workers' clocks allowed for listed_at
+
+
+def _epoch(value, what):
+    """Epoch seconds of ``value``: a number (or decimal string) of seconds, or ISO 8601."""
+    if isinstance(value, bool):
+        raise SaltInvocationError(f"{what} must be epoch seconds or an ISO 8601 time, not {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    if re.match(r"^[0-9]{1,11}(\.[0-9]+)?$", text):
+        return float(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SaltInvocationError(f"{what} must be epoch seconds or an ISO 8601 time, not {value!r}") from None
+    if moment.tzinfo is None:
+        raise SaltInvocationError(f"{what} needs a time zone (e.g. 2026-11-25T20:00:00Z), not {value!r}")
+    return moment.timestamp()
+
+
+def _young_before(now, listed_at, min_age):
+    """The time after which an orphan is too young to remove: ``now - min_age`` and, with
+    ``listed_at``, ``listed_at - LIST_SKEW`` (whichever is earlier)."""
+    if isinstance(min_age, bool) or not isinstance(min_age, (int, str)) or not re.match(r"^[0-9]{1,10}$", str(min_age)):
+        raise SaltInvocationError(f"min_age must be a number of seconds >= 0, not {min_age!r}")
+    cutoff = now - int(min_age)
+    if listed_at is not None:
+        cutoff = min(cutoff, _epoch(listed_at, "listed_at") - LIST_SKEW)
+    return cutoff
+
+
+def _iso_epoch(text):
+    """Epoch seconds of a ``created``/``modified`` value of the report, or None."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def orphans_remove(vg=None, vmids=None, dry_run=True, listed_at=None, min_age=ORPHAN_MIN_AGE):
     """
     Remove what ``orphans`` reports (open LVs are skipped); ``dry_run``
     (default True) only says what would be removed.
+
+    listed_at
+        when ``vmids`` was listed (``onevm list``): epoch seconds or ISO 8601 with
+        a zone. An orphan LV made, or VM directory changed, after that (less
+        60 s for clock differences) is not removed: its VM may have been created
+        after the list.
+    min_age
+        seconds (default 3600): an orphan LV made, or VM directory changed,
+        less than ``min_age`` ago is not removed either (``0``: only
+        ``listed_at`` counts). Those are returned in ``young``. An LV whose time
+        LVM does not know, or a directory that cannot be read, is judged by the
+        other rules only.
 
     LVs go first (snapshots first, one ``lvremove``), then the dangling links,
     then (only with ``vmids``) the orphan VM directories, whole. A directory that
@@ -1819,7 +1874,8 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     open) is skipped. Links and directories only when the mount check passes.
 
     Returns ``{vg, dry_run, lvs: [names], links: [paths], dirs: [paths],
-    skipped: [open LV names, then directory paths]}``.
+    skipped: [open LV names, then directory paths], young: [LV names, then
+    directory paths too young to remove]}``.
     A failure part-way (``lvremove`` refused an LV that became open, a link or
     directory that cannot be removed) does not stop the rest; it then raises
     one line naming the problems, what was removed and what was not.
@@ -1829,16 +1885,28 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
     .. code-block:: bash
 
         salt '*' gfs2clvm.orphans_remove vmids=[1,2,42]
-        salt '*' gfs2clvm.orphans_remove vmids=[1,2,42] dry_run=False
+        salt '*' gfs2clvm.orphans_remove vmids=[1,2,42] dry_run=False listed_at=2026-11-25T20:00:00Z
     """
     conf = _config()
     vg, vmids = _vg(vg or conf["vg"]), _vmids(vmids)
     dry_run = _flag(dry_run, "dry_run")
+    cutoff = _young_before(_now(), listed_at, min_age)
     found = _orphans(conf, vg, vmids)
-    names = sorted((lv["name"] for lv in found["lvs"] if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
-    skipped = [lv["name"] for lv in found["lvs"] if lv["open"]]
+
+    def young(when):
+        made = _iso_epoch(when)
+        return made is not None and made > cutoff
+
+    fresh = [lv["name"] for lv in found["lvs"] if young(lv["created"])]
+    # a snapshot of a young origin stays with it
+    fresh += [lv["name"] for lv in found["lvs"] if lv["name"] not in fresh and RE_SNAP_LV.match(lv["name"])
+              and any(lv["name"].startswith(f"{origin}-s") for origin in fresh)]
+    lvs = [lv for lv in found["lvs"] if lv["name"] not in fresh]
+    names = sorted((lv["name"] for lv in lvs if not lv["open"]), key=lambda name: (not RE_SNAP_LV.match(name), name))
+    skipped = [lv["name"] for lv in lvs if lv["open"]]
     paths = [item["path"] for item in found["links"]]
-    dirs = [item["path"] for item in found["dirs"]]
+    young_dirs = [item["path"] for item in found["dirs"] if young(item["modified"])]
+    dirs = [item["path"] for item in found["dirs"] if item["path"] not in young_dirs]
     busy = [path for path in dirs if _links_an_lv(vg, path, found["names"] - set(names))]
     dirs, skipped = [path for path in dirs if path not in busy], skipped + busy
     problems, kept = [], []
@@ -1862,7 +1930,8 @@ def orphans_remove(vg=None, vmids=None, dry_run=True):
             f"orphans_remove did not finish: {'; '.join(problems)}; "
             f"removed: {', '.join(gone) or 'nothing'}; not removed: {', '.join(kept)}"
         )
-    return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "dirs": dirs, "skipped": skipped}
+    return {"vg": vg, "dry_run": dry_run, "lvs": names, "links": paths, "dirs": dirs, "skipped": skipped,
+            "young": fresh + young_dirs}
 
 
 def _orphan_lvremove(conf, vg, names):
@@ -2190,7 +2259,16 @@ def _check_libvirt(conf):
     return True, f"{path}: user {conf['owner']}, group {conf['group']}, dynamic_ownership 0"
 
 
-def check():
+def _check_version(driver):
+    if not isinstance(driver, str) or not _RE_VERSION.match(driver):
+        return False, f"invalid front-end driver version {driver!r}"
+    if driver != __version__:
+        return False, (f"this worker runs gfs2clvm modules {__version__}, the front-end driver {driver}: "
+                       "apply gfs2clvm.worker here (highstate), or update the front-end, so both are the same")
+    return True, f"gfs2clvm modules {__version__} = front-end driver {driver}"
+
+
+def check(driver=None):
     """
     Health of this worker for gfs2clvm: configuration, LVM and device-mapper,
     sudo rules, lvmlockd, the shared VG, the thin pool, the GFS2 mount (and
@@ -2198,15 +2276,25 @@ def check():
     and libvirt's qemu.conf (when libvirt is installed). Never raises: every
     problem is one failed check with a reason.
 
-    Returns ``{ok, checks: {name: {ok, detail}}}``.
+    driver
+        the front-end driver's version (``gfs2clvm-host`` passes it): adds the
+        check ``version``, ok when this module's ``__version__`` is the same
+
+    Returns ``{ok, checks: {name: {ok, detail}}}``. With ``ok`` false the job's
+    retcode is 1 (``__context__["retcode"]``), so ``salt-call
+    --retcode-passthrough``, salt-ssh and ``salt`` exit non-zero for monitoring;
+    the report is returned all the same.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' gfs2clvm.check
+        salt '*' gfs2clvm.check driver=0.1.0
     """
     checks = {"config": _check_config}
+    if driver is not None:
+        checks["version"] = lambda: _check_version(driver)
     try:
         conf = _config()
     except SaltInvocationError:
@@ -2231,4 +2319,7 @@ def check():
         except (CommandExecutionError, SaltInvocationError, OSError) as err:
             ok, detail = False, str(err)
         results[name] = {"ok": bool(ok), "detail": detail}
-    return {"ok": all(item["ok"] for item in results.values()), "checks": results}
+    healthy = all(item["ok"] for item in results.values())
+    if not healthy:
+        __context__["retcode"] = 1  # the loader's public way to fail a job that returns data
+    return {"ok": healthy, "checks": results}

@@ -31,6 +31,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 log = logging.getLogger(__name__)
 
 __virtualname__ = "gfs2clvm_tm"
+__version__ = "0.1.0"  # = gfs2clvm_driver/version.py VERSION (tests/unit/test_version.py)
 
 DEFAULTS = {
     "vg": "vg_cloudstorage",

@@ -266,7 +266,10 @@ class SaltSSH:
 
     def driver_conf(self, path, **extra):
         """Write a front-end driver config (GFS2CLVM_CONF) using this salt-ssh set-up."""
-        conf = {"salt_ssh": self.salt_ssh, "saltfile": str(self.driver_saltfile)}
+        # oned_user: this test user, not a oneadmin the machine may have (gfs2clvm-host as root
+        # would run salt-ssh as oneadmin, who cannot read this set-up's key)
+        conf = {"salt_ssh": self.salt_ssh, "saltfile": str(self.driver_saltfile),
+                "oned_user": pwd.getpwuid(os.geteuid()).pw_name}
         conf.update(extra)
         Path(path).write_text(yaml.safe_dump(conf))
         return Path(path)

@@ -165,7 +165,8 @@ def test_check_healthy_then_broken_without_gfs2(lab_salt):
     assert report["ok"] is True, failed
     lab.ssh(node2, ["umount", "/var/lib/one"], check=True)
     try:
-        report = call(lab, node2, "gfs2clvm.check")
+        rc, report, err = lab.salt_ssh(node2, "gfs2clvm.check")
+        assert rc != 0, (rc, report, err)  # a failed check fails the call (monitoring), with the report
         assert report["ok"] is False
         assert report["checks"]["mount"]["ok"] is False
         # nothing is written under an unmounted mountpoint

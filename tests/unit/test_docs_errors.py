@@ -147,6 +147,7 @@ def module(monkeypatch, tmp_path):
         return conf if key == "gfs2clvm" else default
 
     monkeypatch.setattr(gfs2clvm, "__salt__", {"cmd.run_all": cmd, "config.get": config_get}, raising=False)
+    monkeypatch.setattr(gfs2clvm, "__context__", {}, raising=False)  # the loader gives every module one
     return conf, cmd
 
 

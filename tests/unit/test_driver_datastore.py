@@ -167,3 +167,62 @@ def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
     assert (rc, out) == (1, "")
     assert err.startswith("ERROR: ") and err.count("\n") == 1 and message in err
     assert fakes.calls() == []
+
+
+def test_mkfs_of_an_unknown_filesystem_is_refused_before_salt_ssh(fakes):
+    rc, out, err = fakes.run("datastore", "mkfs", 7, stdin=ds_xml({"ID": 7, "SIZE": 100, "FS": "bogus9"}))
+    assert (rc, out) == (1, "")
+    assert err == ("ERROR: unknown filesystem type 'bogus9': the workers make ext2, ext3, ext4, xfs, btrfs, vfat, "
+                   "swap (or none: raw, qcow2, none, save_as)\n")
+    assert fakes.calls() == []
+
+
+def test_front_end_filesystems_are_what_the_worker_makes():
+    """validate.FILESYSTEMS is the worker's list (gfs2clvm.mkfs: _MKFS and swap)."""
+    import importlib.util
+
+    from test_driver_support import REPO
+    from gfs2clvm_driver import validate
+
+    spec = importlib.util.spec_from_file_location("gfs2clvm_fs_ut", REPO / "_modules" / "gfs2clvm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(validate.FILESYSTEMS) == set(module._MKFS) | {"swap"}
+
+
+from xml.sax.saxutils import escape as xml_escape  # noqa: E402
+
+# image PATHs OpenNebula can give (issue 13.11): any name; only this process opens the file
+ODD_NAMES = ["my disk.img", "Bild-äöü ß.img", "it's \"quoted\".img", "semi;colon $(x) `y` & | <z>.img",
+             "tab\there.img", "-leading-dash.img", "日本語.qcow2"]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_cp_and_stat_of_a_front_end_file_with_any_name(fakes, tmp_path, name):
+    safe = tmp_path / "safe dir ä"
+    safe.mkdir()
+    img = safe / name
+    img.write_bytes(b"\x02" * (1024 * 1024 + 1))
+    ds = {"SAFE_DIRS": str(tmp_path)}  # SAFE_DIRS is space-separated: its parent
+    path = xml_escape(str(img), {'"': "&quot;"})  # as oned writes it into the XML
+    rc, out, err = fakes.run("datastore", "stat", 2, stdin=ds_xml({"ID": 2, "PATH": path}, ds))
+    assert (rc, out) == (0, "2\n"), err
+    rc, out, err = fakes.run("datastore", "cp", 2, stdin=ds_xml({"ID": 2, "PATH": path, "SIZE": 0}, ds))
+    assert rc == 0, err
+    assert (fakes.state / "streamed.bin").read_bytes() == img.read_bytes()
+    targets, fun, args, kwargs = fakes.only_call()
+    assert fun == "gfs2clvm_tm.ds_cp" and re.fullmatch(rf"{MP}/\.gfs2clvm-staging/[0-9a-f]{{32}}\.img", args[0])
+    assert name not in " ".join(map(str, fakes.ssh_calls()))  # the name never leaves this host
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("relative/x.img", "not an absolute path"),
+    ("/var/tmp/../etc/shadow", "holds a '.' or '..' segment"),
+    ("/var/tmp/./x.img", "holds a '.' or '..' segment"),
+    ("/var/tmp/a\nb.img", "holds a NUL or a line break"),
+])
+def test_front_end_paths_refused_only_for_what_is_unsafe(fakes, path, reason):
+    rc, out, err = fakes.run("datastore", "cp", 2, stdin=ds_xml({"ID": 2, "PATH": path}, {"SAFE_DIRS": "/var/tmp"}))
+    assert (rc, out) == (1, "")
+    assert err.startswith("ERROR: invalid image path ") and err.rstrip("\n").endswith(reason), err
+    assert fakes.calls() == [] and fakes.ssh_calls() == []

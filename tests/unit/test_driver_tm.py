@@ -235,6 +235,10 @@ BAD = [
     ("mkimage", [0, "raw", f"node1:{D42}/disk.4", 42, 0], "must be > 0"),
     ("mkimage", ["1G", "raw", f"node1:{D42}/disk.4", 42, 0], "invalid size '1G'"),
     ("mkimage", [10, "ext4;x", f"node1:{D42}/disk.4", 42, 0], "invalid filesystem type"),
+    # refused on the front-end, before the (slow) salt-ssh call the worker refused it in (issue 19.6)
+    ("mkimage", [10, "bogus9", f"node1:{D42}/disk.4", 42, 0],
+     "unknown filesystem type 'bogus9': the workers make ext2, ext3, ext4, xfs, btrfs, vfat, swap "
+     "(or none: raw, qcow2, none, save_as)"),
     ("mkswap", [512, f"node1:{D42}/disk.5", 42], "wrong number of arguments"),
     ("mv", [f"node1:{D42}", f"node2:{DS}/0/43", 42, 0], "not in the directory of VM 42"),
     ("mvds", [f"node1:{D42}/disk.1", f"fe:/dev/{VG}/lv-one-42-1", 42, 1], "invalid image volume"),
@@ -291,7 +295,21 @@ FAILURES = [
      "ERROR: gfs2clvm_tm.mkswap on node1: ValueError: oops"),
     ({"rc": 20, "value": {"stdout": "", "retcode": 255, "_error": "x",
                           "stderr": "'gfs2clvm_tm.mkswap' is not available."}},
-     "ERROR: gfs2clvm_tm.mkswap on node1: 'gfs2clvm_tm.mkswap' is not available."),
+     "ERROR: worker node1 runs other gfs2clvm modules than the front-end driver 0.1.0 (gfs2clvm_tm.mkswap on node1: "
+     "'gfs2clvm_tm.mkswap' is not available.): apply gfs2clvm.worker there (highstate) so both are the same version; "
+     "gfs2clvm-host check node1 compares them"),
+    # the worker's function has another signature (issue 13.9): a version mismatch, not a TypeError
+    ({"rc": 20, "value": {"stdout": "None", "retcode": 1, "_error": "x",
+                          "stderr": "Passed invalid arguments: mkswap() got an unexpected keyword argument 'fs'.\n\n"
+                                    "Usage:\n..."}},
+     "ERROR: worker node1 runs other gfs2clvm modules than the front-end driver 0.1.0 (gfs2clvm_tm.mkswap on node1: "
+     "invalid arguments: mkswap() got an unexpected keyword argument 'fs'): apply gfs2clvm.worker there (highstate) "
+     "so both are the same version; gfs2clvm-host check node1 compares them"),
+    ({"rc": 20, "value": {"stdout": "None", "retcode": 1, "_error": "x",
+                          "stderr": "Passed invalid arguments: The following keyword arguments are not valid: vg=vg1\n"}},
+     "ERROR: worker node1 runs other gfs2clvm modules than the front-end driver 0.1.0 (gfs2clvm_tm.mkswap on node1: "
+     "invalid arguments: The following keyword arguments are not valid: vg=vg1): apply gfs2clvm.worker there "
+     "(highstate) so both are the same version; gfs2clvm-host check node1 compares them"),
     ({"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "Permission denied",
                           "stderr": "Error running 'gfs2clvm_tm.mkswap': [Errno 13] Permission denied: '/x'"}},
      "ERROR: gfs2clvm_tm.mkswap on node1: permission denied (ssh login or a command on the worker): "

@@ -7,6 +7,8 @@ touches the network.
 """
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,7 +51,7 @@ class FakeRunner:
             lines = Path(argv[-1]).read_text().splitlines()
             return Proc("".join(f"256 {FP} host (ED25519)\n" for _ in lines))
         if argv[0].endswith("salt-ssh"):
-            host, fun = argv[-2], argv[-1]
+            host, fun = argv[argv.index("warning") + 1:argv.index("warning") + 3]
             if fun in self.salt_raw:
                 return Proc(self.salt_raw[fun], returncode=1)
             return Proc(json.dumps({host: self.salt[fun]}))
@@ -71,7 +73,9 @@ def env(tmp_path, monkeypatch):
     (tmp_path / "Saltfile").write_text(yaml.safe_dump({"salt-ssh": {"config_dir": str(etc)}}))
     conf = tmp_path / "gfs2clvm.conf"
     conf.write_text(yaml.safe_dump({"saltfile": str(tmp_path / "Saltfile"), "salt_ssh": "/usr/bin/salt-ssh",
-                                    "vg": "vg_one", "mountpoint": "/var/lib/one", "mount_check": "gfs2"}))
+                                    "vg": "vg_one", "mountpoint": "/var/lib/one", "mount_check": "gfs2",
+                                    # no such account: the tests of the other rules (test_oned_user_* set one)
+                                    "oned_user": "gfs2clvm-nosuch"}))
     monkeypatch.setenv("GFS2CLVM_CONF", str(conf))
 
     class Env:
@@ -178,7 +182,7 @@ def test_add_to_an_empty_roster(env, capsys):
     assert argvs[0] == ["ssh-keyscan", "-T", "10", "-p", "22", "-t", "ed25519,ecdsa,rsa", "192.0.2.11"]
     salt = env.runner.salt_calls()
     base = ["/usr/bin/salt-ssh", "--saltfile", f"{env.root}/Saltfile", "--out", "json", "--static", "-l", "warning", "node1"]
-    assert salt == [base + ["test.ping"], base + ["gfs2clvm.check"]]
+    assert salt == [base + ["test.ping"], base + ["gfs2clvm.check", 'driver="0.1.0"']]
     # never -i / --ignore-host-keys / --no-host-keys / -W / -w
     for argv in salt:
         assert not {"-i", "--ignore-host-keys", "--no-host-keys", "-W", "-w"} & set(argv)
@@ -457,7 +461,7 @@ def test_check_of_an_enrolled_host(env, capsys):
     env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
     assert env.main("check", "n1") == 0
     assert env.out == ["  ok   vg: fine", "n1: ready"]
-    assert [argv[-1] for argv in env.runner.salt_calls()] == ["gfs2clvm.check"]
+    assert [argv[-2:] for argv in env.runner.salt_calls()] == [["gfs2clvm.check", 'driver="0.1.0"']]
     env.runner.salt["gfs2clvm.check"] = {"ok": False, "checks": {"mount": {"ok": False, "detail": "not mounted"}}}
     assert env.main("check", "n1") == 2
     assert env.out == ["  FAIL mount: not mounted", "n1: enrolled, but not ready: mount failed"]
@@ -531,3 +535,147 @@ def test_a_lock_file_of_another_user_does_not_lock_out(env):
     lock.write_text("")
     lock.chmod(0o444)  # read-only is enough: the lock is taken on a read-only descriptor
     assert env.main("add", "n1") == 0
+
+
+# ---------------------------------------------------------------- hashed known_hosts (issue 13.6)
+@pytest.fixture
+def real_keys(tmp_path):
+    """Two real ed25519 public keys ``(type, base64)`` (ssh-keygen -H must parse them)."""
+    keys = []
+    for name in ("a", "b"):
+        path = tmp_path / f"key_{name}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+        keys.append(tuple((path.parent / f"key_{name}.pub").read_text().split()[:2]))
+    return keys
+
+
+def hashed(path, text):
+    """Write ``text`` and hash its host names the way HashKnownHosts does (ssh-keygen -H)."""
+    path.write_text(text)
+    subprocess.run(["ssh-keygen", "-H", "-f", str(path)], check=True, capture_output=True)
+    Path(f"{path}.old").unlink()
+    assert all(line.startswith("|1|") for line in path.read_text().splitlines())  # no plain host name left
+
+
+def test_hashed_entry_of_the_same_key_is_seen(env, real_keys):
+    (ktype, key), _ = real_keys
+    env.runner.keyscan = f"[10.0.0.1]:2222 {ktype} {key}\n"
+    hashed(env.known_hosts, f"[10.0.0.1]:2222 {ktype} {key}\n")
+    before = env.known_hosts.read_bytes()
+    assert env.main("add", "n1", "--address", "10.0.0.1", "--port", "2222") == 0
+    assert env.known_hosts.read_bytes() == before  # not appended a second time
+
+
+def test_hashed_entry_of_another_key_is_refused(env, capsys, real_keys):
+    (ktype, key), (otype, other) = real_keys
+    env.runner.keyscan = f"n1 {ktype} {key}\n"
+    hashed(env.known_hosts, f"n1 {otype} {other}\n")
+    before = env.known_hosts.read_bytes()
+    assert env.main("add", "n1") == 1
+    assert err_line(capsys) == (
+        f"{env.known_hosts} holds a different host key for n1: if the host was reinstalled, "
+        f"remove it (ssh-keygen -R 'n1' -f {env.known_hosts}) and add again"
+    )
+    assert env.known_hosts.read_bytes() == before and not env.roster.exists()
+
+
+def test_add_to_a_hashed_file_appends_a_hashed_line(env, real_keys):
+    (ktype, key), (otype, other) = real_keys
+    env.runner.keyscan = f"[10.0.0.3]:2222 {ktype} {key}\n"
+    hashed(env.known_hosts, f"10.0.0.9 {otype} {other}\n")
+    assert env.main("add", "n3", "--address", "10.0.0.3", "--port", "2222") == 0
+    lines = env.known_hosts.read_text().splitlines()
+    assert len(lines) == 2 and all(line.startswith("|1|") for line in lines), lines
+    assert enroll.kh_keys(str(env.known_hosts), "[10.0.0.3]:2222") == {(ktype, key)}
+    assert enroll.kh_keys(str(env.known_hosts), "10.0.0.9") == {(otype, other)}
+
+
+def test_remove_and_list_see_hashed_entries(env, real_keys):
+    (ktype, key), (otype, other) = real_keys
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1", "port": 2222, "user": "oneadmin", "thin_dir": "/t"},
+                                          "n2": {"host": "10.0.0.2", "user": "oneadmin", "thin_dir": "/t"}}))
+    hashed(env.known_hosts, f"[10.0.0.1]:2222 {ktype} {key}\n10.0.0.2 {otype} {other}\n")
+    env.known_hosts.chmod(0o640)
+    assert env.main("list") == 0
+    assert env.out == ["n1\toneadmin@10.0.0.1:2222\tthin /t\thost key known",
+                       "n2\toneadmin@10.0.0.2:22\tthin /t\thost key known"]
+    assert env.main("remove", "n1") == 0
+    assert env.out == [f"n1: removed from {env.roster}; 1 host key line(s) for [10.0.0.1]:2222 removed"]
+    assert enroll.kh_keys(str(env.known_hosts), "[10.0.0.1]:2222") == set()
+    assert enroll.kh_keys(str(env.known_hosts), "10.0.0.2") == {(otype, other)}
+    assert len(env.known_hosts.read_text().splitlines()) == 1
+    assert env.known_hosts.stat().st_mode & 0o777 == 0o640  # replaced with its mode
+    assert sorted(p.name for p in env.known_hosts.parent.glob("known_hosts*")) == ["known_hosts"]  # no .old left
+
+
+# ---------------------------------------------------------------- versions (issue 13.9)
+def test_version_option(capsys):
+    with pytest.raises(SystemExit) as done:
+        enroll.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"gfs2clvm-host {enroll.VERSION}\n"
+
+
+def test_version_option_of_the_executable():
+    proc = subprocess.run([sys.executable, str(REPO / "tm_commands" / "bin" / "gfs2clvm-host"), "--version"],
+                          capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "gfs2clvm-host 0.1.0\n", "")
+
+
+def test_check_shows_a_version_mismatch(env):
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
+    detail = ("this worker runs gfs2clvm modules 0.0.9, the front-end driver 0.1.0: apply gfs2clvm.worker here "
+              "(highstate), or update the front-end, so both are the same")
+    env.runner.salt["gfs2clvm.check"] = {"ok": False, "checks": {"vg": {"ok": True, "detail": "fine"},
+                                                                 "version": {"ok": False, "detail": detail}}}
+    assert env.main("check", "n1") == 2
+    assert env.out == ["  ok   vg: fine", f"  FAIL version: {detail}", "n1: enrolled, but not ready: version failed"]
+
+
+def test_check_of_a_worker_older_than_the_version_check(env):
+    env.roster.write_text(yaml.safe_dump({"n1": {"host": "10.0.0.1"}}))
+    env.runner.salt_raw["gfs2clvm.check"] = json.dumps({"n1": {
+        "retcode": 1, "_error": "The command resulted in a non-zero exit code", "stdout": "",
+        "stderr": "Passed invalid arguments: The following keyword arguments are not valid: driver=0.1.0.\n\n"
+                  "Usage:\n\n    Health of this worker ...\n        salt '*' gfs2clvm.check\n"}})
+    assert env.main("check", "n1") == 2
+    assert env.out == ["n1: runs gfs2clvm modules older than the front-end driver 0.1.0 (their gfs2clvm.check "
+                       "takes no driver version): apply the gfs2clvm.worker formula there"]
+
+
+# ---------------------------------------------------------------- the user oned runs as (issue 19.7)
+def oned_user_conf(env, name):
+    conf = Path(os.environ["GFS2CLVM_CONF"])
+    data = yaml.safe_load(conf.read_text())
+    data["oned_user"] = name
+    conf.write_text(yaml.safe_dump(data))
+
+
+def test_oned_user_runs_salt_ssh_when_root_enrols(env, monkeypatch):
+    """Root enrols with a root roster and a root cache (a hand-made set-up): salt-ssh
+    still runs as the account oned runs as, so the thin is pre-paid for the driver."""
+    import pwd
+
+    master = env.root / "etc" / "master"
+    data = yaml.safe_load(master.read_text())
+    data["cachedir"] = "/"  # root's: the other rules would run salt-ssh as root
+    master.write_text(yaml.safe_dump(data))
+    oned_user_conf(env, "nobody")
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 0)
+    assert env.main("add", "n1") == 0
+    salt_users = [u for (argv, _), u in zip(env.runner.calls, env.runner.as_users) if argv[0].endswith("salt-ssh")]
+    assert [u.pw_name for u in salt_users] == ["nobody", "nobody"]  # test.ping (the thin) and check
+    assert env.out[1].startswith("n1: enrolled as oneadmin@n1:22 in ") and "for nobody's salt-ssh" in env.out[1]
+    assert pwd.getpwnam("nobody").pw_uid in {u.pw_uid for u in salt_users}
+
+
+def test_another_caller_than_oned_user_is_told(env, monkeypatch):
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    oned_user_conf(env, "nobody" if me != "nobody" else "root")
+    monkeypatch.setattr(enroll.os, "geteuid", lambda: 4242)  # not root, not oned_user
+    assert env.main("add", "n1", "--no-check") == 0
+    assert env.out[-1] == ("note: salt-ssh ran as uid 4242, not as nobody (oned_user, the account oned runs the "
+                           "driver as): run gfs2clvm-host as root or nobody so the first VM action does not pay "
+                           "salt's first call")

@@ -89,7 +89,7 @@ def test_driver_conf(tree, first):
     conf = yaml.safe_load((root / "gfs2clvm.conf").read_text())
     assert conf == {
         "saltfile": f"{root}/salt/Saltfile", "salt_ssh": "/usr/bin/salt-ssh", "vg": "vg_cloudstorage",
-        "mountpoint": "/var/lib/one", "user": "root", "datastores": {}, "timeout": 600,
+        "mountpoint": "/var/lib/one", "user": "root", "oned_user": "root", "datastores": {}, "timeout": 600,
     }
 
 

@@ -116,7 +116,7 @@ def configure_loader_modules(fake, conf):
         return conf if key == "gfs2clvm" else default
 
     get = create_autospec(salt.modules.config.get, side_effect=config_get)
-    return {gfs2clvm: {"__salt__": {"cmd.run_all": run_all, "config.get": get}}}
+    return {gfs2clvm: {"__salt__": {"cmd.run_all": run_all, "config.get": get}, "__context__": {}}}
 
 
 # ---------------------------------------------------------------- contract
@@ -591,7 +591,8 @@ def test_orphans_and_remove(fake, mnt):
     fake.calls.clear()
     dry = gfs2clvm.orphans_remove()
     assert dry == {"vg": VG, "dry_run": True, "lvs": ["lv-one-8-0-s0", "lv-one-8-0", "lv-one-9-0"], "skipped": [],
-                   "links": [str(mnt / "datastores/0/12/disk.1"), str(mnt / "datastores/0/7/disk.5")], "dirs": []}
+                   "links": [str(mnt / "datastores/0/12/disk.1"), str(mnt / "datastores/0/7/disk.5")], "dirs": [],
+                   "young": []}
     assert not fake.writes() and (mnt / "datastores/0/7/disk.5").is_symlink()
     done = gfs2clvm.orphans_remove(vmids="7,9,12", dry_run=False)
     # lv-one-70-0 belongs to VM 70, which is not in the list (whole-name ids, not prefixes)

@@ -55,7 +55,7 @@ def test_installed_module_is_this_repositorys(tmp_path):
 def test_check_reports_what_this_host_lacks(tmp_path):
     (tmp_path / "one").mkdir()
     proc = _salt_call(tmp_path, {"vg": "vg_gfs2clvm_absent", "mountpoint": str(tmp_path / "one")}, "gfs2clvm.check")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)  # ok: false fails the job (monitoring)
     assert "Traceback" not in proc.stdout + proc.stderr
     ret = json.loads(proc.stdout)["local"]
     assert ret["ok"] is False
@@ -75,7 +75,7 @@ def test_check_reports_what_this_host_lacks(tmp_path):
 
 def test_check_with_a_broken_configuration_is_still_data(tmp_path):
     proc = _salt_call(tmp_path, {"mount_check": "sometimes"}, "gfs2clvm.check")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
     ret = json.loads(proc.stdout)["local"]
     assert ret["ok"] is False and list(ret["checks"]) == ["config"]
     assert ret["checks"]["config"] == {
@@ -89,3 +89,13 @@ def test_bad_input_is_a_clean_error(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "invalid logical volume name 'lv;rm'" in proc.stdout + proc.stderr
+
+
+def test_failed_check_exits_non_zero_with_retcode_passthrough(tmp_path):
+    """Monitoring runs ``salt-call --retcode-passthrough gfs2clvm.check``: ok false must
+    not exit 0 (it did, with the report on stdout); the report still comes out."""
+    (tmp_path / "one").mkdir()
+    proc = _salt_call(tmp_path, {"vg": "vg_gfs2clvm_absent", "mountpoint": str(tmp_path / "one")},
+                      "--retcode-passthrough", "gfs2clvm.check")
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert json.loads(proc.stdout)["local"]["ok"] is False

@@ -10,12 +10,13 @@ VM directories are real trees in tmp_path, laid out as OpenNebula lays them out.
 
 import json
 import os
+import re
 import shutil
 from datetime import datetime, timedelta, timezone
 from unittest.mock import patch
 
 import pytest
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from test_gfs2clvm_module import LVS, VG, conf, configure_loader_modules, data, fake, gfs2clvm, mnt  # noqa: F401
 
@@ -46,6 +47,15 @@ def lvs_json(times=None, drop=()):
 def at(days_ago):
     """Epoch seconds ``days_ago`` days before NOW."""
     return NOW - days_ago * 86400
+
+
+def aged(*paths, days=30):
+    """Make VM directories (and all in them) ``days`` old on the tests' clock: made now on
+    the real clock they would be newer than NOW, too young for orphans_remove."""
+    for path in paths:
+        for item in [path, *path.rglob("*")]:
+            os.utime(item, (at(days), at(days)), follow_symlinks=False)
+    return paths
 
 
 def vm_dir(mnt, vmid, dsid=0, files=None, links=None):
@@ -231,7 +241,8 @@ def test_remove_dry_run_lists_the_dirs_and_removes_nothing(fake, mnt, tree):
     fake.answer("lvs", lvs_json())
     ret = gfs2clvm.orphans_remove(vmids=[7])
     assert ret == {"vg": VG, "dry_run": True, "lvs": ["lv-one-8-0-s0", "lv-one-70-0", "lv-one-8-0", "lv-one-9-0"],
-                   "links": [str(tree["vm12"] / "disk.3")], "dirs": [str(tree["vm12"]), str(tree["vm13"])], "skipped": []}
+                   "links": [str(tree["vm12"] / "disk.3")], "dirs": [str(tree["vm12"]), str(tree["vm13"])], "skipped": [],
+                   "young": []}
     assert not fake.writes() and tree["vm12"].is_dir() and tree["vm13"].is_dir()
 
 
@@ -274,6 +285,7 @@ def test_a_dir_that_links_an_lv_that_stays_is_skipped(fake, mnt):
         22: vm_dir(mnt, 22, links={"disk.0": f"/dev/{VG}/lv-one-22-0"}),
         23: vm_dir(mnt, 23, links={"disk.0": f"/dev/{VG}/lv-one-23-0"}),
     }
+    aged(*dirs.values())
     report = json.loads(lvs_json(drop=("lv-one-70-0", "lv-one-8-0", "lv-one-8-0-s0", "lv-one-9-0")))
     rows = report["report"][0]["lv"]
     template = next(row for row in rows if row["lv_name"] == "lv-one-7-1")
@@ -286,7 +298,8 @@ def test_a_dir_that_links_an_lv_that_stays_is_skipped(fake, mnt):
         ("lv-one-20-0", True, "2026-11-01T12:00:00Z"), ("lv-one-22-0", False, "2026-11-01T12:00:00Z")]
     assert [item["path"] for item in listed["dirs"]] == [str(dirs[vmid]) for vmid in (20, 21, 22, 23)]
     expected = {"vg": VG, "lvs": ["lv-one-22-0"], "links": [str(dirs[23] / "disk.0")],
-                "dirs": [str(dirs[22]), str(dirs[23])], "skipped": ["lv-one-20-0", str(dirs[20]), str(dirs[21])]}
+                "dirs": [str(dirs[22]), str(dirs[23])], "skipped": ["lv-one-20-0", str(dirs[20]), str(dirs[21])],
+                "young": []}
     assert gfs2clvm.orphans_remove(vmids=[7]) == dict(expected, dry_run=True)
     assert not fake.writes()
     assert gfs2clvm.orphans_remove(vmids=[7], dry_run=False) == dict(expected, dry_run=False)
@@ -297,6 +310,7 @@ def test_a_dir_that_links_an_lv_that_stays_is_skipped(fake, mnt):
 def test_a_dir_whose_lv_lvremove_left_is_not_removed(fake, mnt):
     vm8 = vm_dir(mnt, 8, links={"disk.0": f"/dev/{VG}/lv-one-8-0"})
     vm9 = vm_dir(mnt, 9, links={"disk.0": f"/dev/{VG}/lv-one-9-0"})
+    aged(vm8, vm9)
     fake.answer("lvs", lvs_json())  # the listing
     fake.answer("lvremove", rc=5, stderr="  Logical volume vg_cloudstorage/lv-one-8-0 in use.\n")
     fake.answer("lvs", lvs_json(drop=("lv-one-8-0-s0", "lv-one-70-0", "lv-one-9-0")))  # after: 8-0 is left
@@ -347,3 +361,72 @@ def test_only_numeric_dirs_directly_under_datastores_are_vm_dirs(mnt, relative):
     path.mkdir(parents=True)
     expected = 7 if relative == "0/7" else None
     assert gfs2clvm._vm_dir_id({"mountpoint": str(mnt)}, str(path)) == expected
+
+
+# ---------------------------------------------------------------- too young to remove (issue 13.10)
+def young_lvs(fake, minutes_ago):
+    """The captured LVs, lv-one-8-0 (and its snapshot) and lv-one-9-0 made ``minutes_ago``
+    before NOW (in LVM's local-time format), lv-one-70-0 long ago."""
+    def lvm_time(seconds):
+        return datetime.fromtimestamp(seconds, timezone(timedelta(hours=1))).strftime("%Y-%m-%d %H:%M:%S %z")
+    recent = lvm_time(NOW - minutes_ago * 60)
+    fake.answers.pop("lvs", None)  # this answer only
+    fake.answer("lvs", lvs_json({"lv-one-8-0": recent, "lv-one-8-0-s0": recent, "lv-one-9-0": recent,
+                                 "lv-one-70-0": lvm_time(at(100))}))
+
+
+def test_lvs_made_after_the_list_are_not_removed(fake, mnt):
+    """onevm list at 20:00, VM 9 created at 20:30 (after it): its LVs look orphaned to that
+    list, but were made after it; lv-one-70-0 (100 days old) goes."""
+    young_lvs(fake, 30)
+    ret = gfs2clvm.orphans_remove(vmids=[7], dry_run=False, listed_at="2026-11-25T20:00:00Z", min_age=0)
+    assert ret["lvs"] == ["lv-one-70-0"]
+    assert ret["young"] == ["lv-one-8-0", "lv-one-8-0-s0", "lv-one-9-0"]
+    assert fake.writes() == [["/sbin/lvremove", "--yes", f"{VG}/lv-one-70-0"]]
+
+
+def test_list_time_as_epoch_and_the_clock_skew_margin(fake, mnt):
+    # made 30 min ago, listed 29.5 min ago: within the 60 s margin -> still too young
+    young_lvs(fake, 30)
+    ret = gfs2clvm.orphans_remove(vmids=[7], listed_at=int(NOW - 29.5 * 60), min_age=0)
+    assert ret["young"] == ["lv-one-8-0", "lv-one-8-0-s0", "lv-one-9-0"]
+    # listed 10 minutes after they were made: they existed when the list was taken
+    young_lvs(fake, 30)
+    ret = gfs2clvm.orphans_remove(vmids=[7], listed_at=str(int(NOW - 20 * 60)), min_age=0)
+    assert ret["young"] == [] and ret["lvs"] == ["lv-one-8-0-s0", "lv-one-70-0", "lv-one-8-0", "lv-one-9-0"]
+
+
+def test_default_min_age_is_one_hour(fake, mnt):
+    young_lvs(fake, 59)
+    assert gfs2clvm.orphans_remove(vmids=[7], dry_run=False)["young"] == ["lv-one-8-0", "lv-one-8-0-s0", "lv-one-9-0"]
+    assert fake.writes() == [["/sbin/lvremove", "--yes", f"{VG}/lv-one-70-0"]]
+    young_lvs(fake, 61)
+    assert gfs2clvm.orphans_remove(vmids=[7])["young"] == []
+
+
+def test_a_young_vm_directory_stays_and_so_does_one_linking_a_young_lv(fake, mnt):
+    fresh = vm_dir(mnt, 9, links={"disk.0": f"/dev/{VG}/lv-one-9-0"})
+    os.utime(fresh, (NOW - 600, NOW - 600))  # changed 10 minutes ago
+    for item in fresh.iterdir():
+        os.utime(item, (NOW - 600, NOW - 600), follow_symlinks=False)
+    linking = vm_dir(mnt, 8, links={"disk.0": f"/dev/{VG}/lv-one-8-0"})
+    aged(linking)
+    old = aged(vm_dir(mnt, 13, files={"deployment.0": b"x"}))[0]
+    young_lvs(fake, 30)
+    ret = gfs2clvm.orphans_remove(vmids=[7], dry_run=False)
+    assert ret["young"] == ["lv-one-8-0", "lv-one-8-0-s0", "lv-one-9-0", str(fresh)]
+    assert ret["dirs"] == [str(old)] and ret["skipped"] == [str(linking)]  # links a young LV that stays
+    assert fresh.is_dir() and linking.is_dir() and not old.exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"listed_at": "yesterday"}, "listed_at must be epoch seconds or an ISO 8601 time, not 'yesterday'"),
+    ({"listed_at": "2026-11-25T20:00:00"}, "listed_at needs a time zone (e.g. 2026-11-25T20:00:00Z)"),
+    ({"listed_at": True}, "listed_at must be epoch seconds or an ISO 8601 time, not True"),
+    ({"min_age": -1}, "min_age must be a number of seconds >= 0, not -1"),
+    ({"min_age": "1h"}, "min_age must be a number of seconds >= 0, not '1h'"),
+])
+def test_bad_list_time_or_min_age_is_refused_before_anything(fake, mnt, kwargs, message):
+    with pytest.raises(SaltInvocationError, match=re.escape(message)):
+        gfs2clvm.orphans_remove(vmids=[7], dry_run=False, **kwargs)
+    assert fake.calls == []

@@ -15,8 +15,9 @@
       'lib': ('tm_commands/lib/gfs2clvm_driver', fe.remotes ~ '/lib/gfs2clvm_driver', '0644'),
     } %}
 {#- the driver's own keys (tm_commands/etc/gfs2clvm.conf), then frontend:conf extras #}
+{#- oned_user: the owner of the driver files is the account oned runs it as #}
 {%- set conf = {'saltfile': fe.salt_dir ~ '/Saltfile', 'salt_ssh': fe.salt_ssh, 'vg': g.vg,
-                'mountpoint': g.mountpoint, 'user': g.owner, 'datastores': fe.datastores} %}
+                'mountpoint': g.mountpoint, 'user': g.owner, 'oned_user': g.owner, 'datastores': fe.datastores} %}
 {%- do conf.update(fe.conf) %}
 {%- if fe.install_one_3_2 %}
 {%-   do dirs.update({'one32': ('tm_commands/one-3.2', '/usr/lib/one/tm_commands/gfs2clvm', '0755')}) %}

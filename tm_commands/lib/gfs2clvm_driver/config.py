@@ -18,6 +18,7 @@ DEFAULTS = {
     "saltfile": "/etc/one/gfs2clvm/Saltfile",
     "vg": "vg_cloudstorage",
     "user": "oneadmin",
+    "oned_user": "oneadmin",  # the front-end account oned (so the driver's salt-ssh) runs as
     "timeout": 900,
     "max_calls_per_host": 8,  # salt-ssh calls + data streams to one worker at once (0: no limit)
     "queue_timeout": 3600,  # seconds a call waits for one of them (not part of timeout)

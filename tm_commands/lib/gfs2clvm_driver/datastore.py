@@ -101,8 +101,10 @@ def _mb(nbytes):
 
 
 def check_local(path, safe_dirs, restricted_dirs):
-    """A front-end file may be imported only from SAFE_DIRS and outside RESTRICTED_DIRS."""
-    validate.path(path, "image path")
+    """A front-end file may be imported only from SAFE_DIRS and outside RESTRICTED_DIRS.
+    Its name may hold spaces, quotes, UTF-8 (``validate.local_path``): only this process
+    opens it; the worker gets its bytes on the data stream under a generated name."""
+    path = validate.local_path(path, "image path")
     real = os.path.realpath(path)
 
     def inside(dirs):
@@ -205,7 +207,7 @@ def mkfs(argv, conf=None, stdin=None):
     size = validate.size_mb(action.image("SIZE", "0"), "image SIZE")
     fs = action.image("FS") or action.image("FSTYPE") or action.image("TEMPLATE/FS")
     fs = validate.fstype(fs) if fs else None
-    if fs in ("raw", "save_as", "none", "qcow2"):
+    if fs in validate.NO_FILESYSTEM:
         fs = None
     vg_name = action.vg(conf)
     lv = new_image_lv()

@@ -6,6 +6,7 @@
 
 1. its SSH host key, read with ``ssh-keyscan``, goes into the ``known_hosts_file``
    of the driver's salt-ssh master config (never ``-i`` / StrictHostKeyChecking=no);
+   that file is read and edited with ``ssh-keygen -F/-R/-H`` only (hashed entries);
 2. a roster entry ``HOST`` goes into the driver's roster (the one its Saltfile
    names): host, port, user, priv, set_path, a pinned thin_dir and, unless the
    master config's ``ssh_minion_opts`` provides them for every host (the
@@ -46,6 +47,7 @@ import yaml
 
 from . import config as driver_config
 from .core import DriverError, one_line
+from .version import VERSION
 
 SET_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_THIN_DIR = "/var/tmp/.gfs2clvm_salt"
@@ -145,6 +147,12 @@ class Setup:
     def salt_user(self):
         """The account salt-ssh must run as, or None for the current one.
 
+        Run by root: the driver configuration's ``oned_user`` (default oneadmin),
+        the account oned runs the driver as, when it exists -- salt-ssh's first
+        call to a host (thin deploy, caches, keys) is then paid at enrolment for
+        the very user whose salt-ssh calls follow (issue 19: 148 s in the lab
+        when it was not).  Without that account, the rules below.
+
         Run as root, salt-ssh would leave root-owned files in the cache dir the
         driver (oneadmin) uses later, and it would act on a roster that another
         user may edit (a roster entry's ``ssh_options`` can run a local command).
@@ -156,6 +164,9 @@ class Setup:
         """
         if os.geteuid() != 0:
             return None
+        oned = self.oned_user()
+        if oned is not None:
+            return oned
         try:
             owner = os.stat(self.roster).st_uid
         except FileNotFoundError:
@@ -180,6 +191,26 @@ class Setup:
             return pwd.getpwuid(owner)
         except KeyError:
             raise DriverError(f"{what} belongs to uid {owner}, which has no account: cannot run salt-ssh as it") from None
+
+    def oned_user(self):
+        """The pwd entry of the configuration's ``oned_user``, or None when it has no account."""
+        name = user(self.conf.get("oned_user") or "oneadmin")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        return entry if entry.pw_uid != 0 else None
+
+    def salt_note(self):
+        """A note when salt-ssh ran as another user than oned's: its caches may not be the driver's."""
+        if os.geteuid() == 0:
+            return None
+        me = _account_name(os.geteuid())
+        oned = self.conf.get("oned_user") or "oneadmin"
+        if me == oned:
+            return None
+        return (f"note: salt-ssh ran as {me}, not as {oned} (oned_user, the account oned runs the driver as): "
+                f"run gfs2clvm-host as root or {oned} so the first VM action does not pay salt's first call")
 
     def read_roster(self):
         """``(raw bytes or None, entries dict)`` of the roster."""
@@ -219,6 +250,13 @@ class Setup:
             yield
         finally:
             os.close(fd)
+
+
+def _account_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _read_yaml(path, what):
@@ -285,31 +323,60 @@ def _read_bytes(path):
 
 
 # --------------------------------------------------------------------------
-# known_hosts
+# known_hosts: read and edited by ssh-keygen -F/-R/-H only, never parsed here, so
+# hashed entries (Debian's HashKnownHosts yes) count like plain ones
 # --------------------------------------------------------------------------
-def _kh_lines(raw):
-    return (raw or b"").decode("utf-8", "replace").splitlines()
+def _keygen(argv, what):
+    proc = _run(["ssh-keygen", *argv], 60)
+    if proc.returncode not in (0, 1):
+        lines = [line for line in (proc.stderr or proc.stdout or "").splitlines() if line.strip()]
+        raise DriverError(f"ssh-keygen {what} failed: {one_line(lines[-1]) if lines else f'exit {proc.returncode}'}")
+    return proc
 
 
-def kh_keys(raw, name):
-    """``{(type, key)}`` of the plain known_hosts lines for host field ``name``."""
+def kh_keys(path, name):
+    """``{(type, key)}`` that known_hosts file ``path`` holds for host field ``name``
+    (``addr`` or ``[addr]:port``), plain or hashed: ``ssh-keygen -F name -f path``.
+    Marker lines (``@revoked``, ``@cert-authority``) are not keys of the host."""
+    if not os.path.exists(path):
+        return set()
+    proc = _keygen(["-F", name, "-f", path], f"-F {name} -f {path}")
     found = set()
-    for line in _kh_lines(raw):
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else ():
         fields = line.split()
-        if len(fields) >= 3 and not line.startswith("#") and name in fields[0].split(","):
+        if len(fields) >= 3 and not fields[0].startswith(("#", "@")):
             found.add((fields[1], fields[2]))
     return found
 
 
-def kh_without(raw, name):
-    """known_hosts text without the plain lines for host field ``name``."""
-    kept = []
-    for line in _kh_lines(raw):
-        fields = line.split()
-        if len(fields) >= 3 and not line.startswith("#") and name in fields[0].split(","):
-            continue
-        kept.append(line)
-    return ("\n".join(kept) + "\n" if kept else "").encode()
+def kh_without(path, name):
+    """The bytes of known_hosts file ``path`` without the lines for host field ``name``
+    (plain or hashed): ``ssh-keygen -R`` run on a private copy, so the file itself is
+    then replaced atomically with its owner and mode, and no ``.old`` copy is left."""
+    raw = _read_bytes(path) or b""
+    with tempfile.TemporaryDirectory(prefix="gfs2clvm-kh-") as tmp:
+        copy = os.path.join(tmp, "known_hosts")
+        with open(copy, "wb") as handle:
+            handle.write(raw)
+        _keygen(["-R", name, "-f", copy], f"-R {name}")
+        with open(copy, "rb") as handle:
+            return handle.read()
+
+
+def kh_is_hashed(raw):
+    """True when the file holds hashed host names (``|1|salt|hash``)."""
+    return any(line.startswith(b"|1|") for line in (raw or b"").splitlines())
+
+
+def kh_hashed(lines):
+    """``lines`` (known_hosts text) with their host names hashed: ``ssh-keygen -H``."""
+    with tempfile.TemporaryDirectory(prefix="gfs2clvm-kh-") as tmp:
+        copy = os.path.join(tmp, "known_hosts")
+        with open(copy, "w", encoding="utf-8") as handle:
+            handle.write(lines)
+        _keygen(["-H", "-f", copy], "-H")
+        with open(copy, encoding="utf-8") as handle:
+            return handle.read()
 
 
 def parse_keyscan(text, name):
@@ -429,9 +496,11 @@ def _json_tail(text):
     return None
 
 
-def salt_call(setup, host, fun, run=_run):
-    """One salt-ssh call; ``(value, None)`` or ``(None, one-line problem)``."""
-    argv = [setup.salt_ssh, "--saltfile", setup.saltfile, "--out", "json", "--static", "-l", "warning", host, fun]
+def salt_call(setup, host, fun, *args, run=_run):
+    """One salt-ssh call; ``(value, None)`` or ``(None, one-line problem)``.
+    ``args``: words after ``fun`` (``key=<JSON>``: salt reads values as YAML)."""
+    argv = [setup.salt_ssh, "--saltfile", setup.saltfile, "--out", "json", "--static", "-l", "warning", host, fun,
+            *args]
     # On "Permission denied" salt-ssh asks whether to deploy its key with a
     # password (input()): answer no instead of dying of EOFError.
     proc = run(argv, int(setup.conf.get("timeout") or 900), stdin="n\n", as_user=setup.salt_user())
@@ -444,6 +513,9 @@ def salt_call(setup, host, fun, run=_run):
         stderr = str(value.get("stderr") or "")
         if value.get("retcode") == 254 or "host key" in stderr.lower():
             return None, "host key not accepted"
+        if "Passed invalid arguments:" in stderr:  # salt adds the function's docstring after it
+            text = stderr.split("Passed invalid arguments:", 1)[1].split("\n\nUsage", 1)[0]
+            return None, f"invalid arguments: {one_line(text).rstrip('.')}"
         lines = [line for line in (stderr or str(value.get("_error") or "")).splitlines() if line.strip()]
         return None, one_line(lines[-1]) if lines else f"retcode {value.get('retcode')}"
     if isinstance(value, str) and (
@@ -470,7 +542,7 @@ def cmd_add(args, setup, out, run=_run):
                 f"(scanned: {', '.join(sorted(prints.values())) or 'none'})"
             )
         kh_raw = _read_bytes(setup.known_hosts)
-        known = kh_keys(kh_raw, name)
+        known = kh_keys(setup.known_hosts, name)
         if known and not known & set(keys):
             raise DriverError(
                 f"{setup.known_hosts} holds a different host key for {name}: if the host was reinstalled, "
@@ -478,6 +550,8 @@ def cmd_add(args, setup, out, run=_run):
             )
         try:
             new_lines = "".join(f"{name} {t} {k}\n" for t, k in keys if (t, k) not in known)
+            if new_lines and kh_is_hashed(kh_raw):
+                new_lines = kh_hashed(new_lines)  # keep a hashed file's host names hidden
             if new_lines:
                 base = kh_raw or b""
                 if base and not base.endswith(b"\n"):
@@ -496,17 +570,27 @@ def cmd_add(args, setup, out, run=_run):
             raise
     for (ktype, _key), fprint in sorted(prints.items()):
         out(f"host key {name} {ktype} {fprint}")
+    runner = setup.salt_user()
+    who = runner.pw_name if runner is not None else _account_name(os.geteuid())
     out(
         f"{args.host}: enrolled as {entry['user']}@{entry['host']}:{entry['port']} in {setup.roster}; "
-        f"salt thin ready in {entry['thin_dir']} ({seconds:.1f} s)"
+        f"salt thin ready in {entry['thin_dir']} for {who}'s salt-ssh ({seconds:.1f} s)"
     )
+    note = setup.salt_note()
+    if note:
+        out(note)
     if args.no_check:
         return 0
     return show_check(setup, args.host, out, run)
 
 
 def show_check(setup, host, out, run=_run):
-    value, problem = salt_call(setup, host, "gfs2clvm.check", run=run)
+    # driver=: the worker compares its modules' version with this driver's (check "version")
+    value, problem = salt_call(setup, host, "gfs2clvm.check", f"driver={json.dumps(VERSION)}", run=run)
+    if problem and "keyword arguments are not valid: driver=" in problem:  # an older module
+        out(f"{host}: runs gfs2clvm modules older than the front-end driver {VERSION} (their gfs2clvm.check "
+            "takes no driver version): apply the gfs2clvm.worker formula there")
+        return 2
     if problem:
         out(f"{host}: gfs2clvm.check could not run: {problem} (apply the gfs2clvm.worker formula there)")
         return 2
@@ -539,11 +623,10 @@ def cmd_remove(args, setup, out, run=_run):
         setup.write_roster(entries)
         removed = 0
         if not shared:
-            kh_raw = _read_bytes(setup.known_hosts)
-            removed = len(kh_keys(kh_raw, name))
+            removed = len(kh_keys(setup.known_hosts, name))
             if removed:
                 try:
-                    _atomic_write(setup.known_hosts, kh_without(kh_raw, name))
+                    _atomic_write(setup.known_hosts, kh_without(setup.known_hosts, name))
                 except BaseException:
                     _restore(setup.roster, roster_raw)
                     raise
@@ -561,7 +644,6 @@ def cmd_check(args, setup, out, run=_run):
 
 def cmd_list(args, setup, out, run=_run):
     _raw, entries = setup.read_roster()
-    kh_raw = _read_bytes(setup.known_hosts)
     rows = []
     for host, entry in sorted(entries.items()):
         entry = entry if isinstance(entry, dict) else {}
@@ -573,7 +655,7 @@ def cmd_list(args, setup, out, run=_run):
                 "port": sshport,
                 "user": entry.get("user"),
                 "thin_dir": entry.get("thin_dir"),
-                "host_key": bool(kh_keys(kh_raw, known_hosts_name(addr, sshport))),
+                "host_key": bool(kh_keys(setup.known_hosts, known_hosts_name(addr, sshport))),
             }
         )
     if args.json:
@@ -600,6 +682,8 @@ class _Parser(argparse.ArgumentParser):
 def parser():
     top = _Parser(prog="gfs2clvm-host", description="Enrol OpenNebula KVM workers for the gfs2clvm driver (salt-ssh roster).")
     top.add_argument("--conf", help="driver configuration (default: $GFS2CLVM_CONF or /etc/one/gfs2clvm.conf)")
+    top.add_argument("--version", action="version", version=f"gfs2clvm-host {VERSION}",
+                     help="print the version of gfs2clvm-host and the driver library, and exit")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add = sub.add_parser("add", help="add a worker: host key, roster entry, salt thin, health check")
     add.add_argument("host", type=roster_id, help="the host name oned uses (roster id)")

@@ -65,7 +65,7 @@ def mkimage(argv, conf=None):
     dst, vmid = _vm_loc(argv[2], conf)
     fs = validate.fstype(argv[1])
     salt_ssh(dst.host, "gfs2clvm_tm.mkimage", dst.path, vmid, dst.disk_id,
-             validate.size_mb(argv[0]), fs=None if fs in ("raw", "none") else fs, vg=conf["vg"], conf=conf)
+             validate.size_mb(argv[0]), fs=None if fs in validate.NO_FILESYSTEM else fs, vg=conf["vg"], conf=conf)
 
 
 def delete(argv, conf=None):
@@ -149,7 +149,7 @@ def fs_mkfs(argv, conf=None):
     lv = datastore.new_image_lv()
     vg_name = validate.vg(conf["vg"])
     salt_ssh(datastore._legacy_host(conf), "gfs2clvm_tm.ds_mkfs", lv, size,
-             fs=None if fs in ("raw", "none", "save_as") else fs, vg=vg_name, conf=conf)
+             fs=None if fs in validate.NO_FILESYSTEM else fs, vg=vg_name, conf=conf)
     return f"/dev/{vg_name}/{lv} {size}"
 
 

@@ -25,6 +25,7 @@ import subprocess
 
 from . import slots, transport
 from .core import DriverError, info, one_line
+from .version import VERSION
 
 MAX_INLINE = 24 * 1024  # bytes of encoded arguments per call (x ~3.6 in the shim)
 _ERROR_PREFIX = re.compile(r"^Error running '[\w.]+': ")
@@ -104,7 +105,7 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
             continue
         problem = failure_text(fun, host, data[host])
         if problem:
-            failures.append(problem)
+            failures.append(version_hint(fun, host, problem))
     if failures:
         raise DriverError("; ".join(failures))
     if code != 0:
@@ -141,6 +142,24 @@ def without_progress(text):
         return text
     return "".join(line for line in text.splitlines(keepends=True)
                    if not line.lstrip().startswith(transport.PROGRESS_MARK) and not _MUX_NOTE.match(line))
+
+
+# What Salt says when the call's arguments do not fit the worker's function (its
+# signature differs: other module version), or the function is not there at all.
+_SIGNATURE_MISMATCH = re.compile(
+    r"keyword arguments are not valid|unexpected keyword argument|required positional argument"
+    r"|positional arguments? but \d+ (?:were|was) given|is not available"
+)
+
+
+def version_hint(fun, host, problem):
+    """``problem`` of a gfs2clvm module call that failed because the worker's function
+    does not take the driver's arguments (or is missing): say it is a version mismatch."""
+    if not fun.startswith(("gfs2clvm_tm.", "gfs2clvm.")) or not _SIGNATURE_MISMATCH.search(problem):
+        return problem
+    return (f"worker {host} runs other gfs2clvm modules than the front-end driver {VERSION} ({problem}): "
+            f"apply gfs2clvm.worker there (highstate) so both are the same version; "
+            f"gfs2clvm-host check {host} compares them")
 
 
 # what ssh prints when it cannot reach or keep the worker

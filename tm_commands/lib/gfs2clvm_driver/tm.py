@@ -81,7 +81,7 @@ def mkimage(argv, conf=None):
     conf = _load(conf, dsid)
     dst = Location(dst, "destination").check_vm(vmid, conf.datastores_dir, disk=True)
     fmt = validate.fstype(fmt) if fmt else "raw"
-    fs = None if fmt in ("raw", "qcow2", "none") else fmt
+    fs = None if fmt in validate.NO_FILESYSTEM else fmt
     salt_ssh(dst.host, "gfs2clvm_tm.mkimage", dst.path, vmid, dst.disk_id, size,
              fs=fs, vg=conf["vg"], conf=conf)
 

@@ -19,6 +19,11 @@ IMAGE_LV_RE = re.compile(r"^lv-oneimg-[0-9a-f]{32}$")
 VM_LV_RE = re.compile(r"^lv-one-(\d+)-(\d+)$")
 DISK_RE = re.compile(r"^disk\.(\d+)$")
 FS_RE = re.compile(r"^[a-z0-9_]{1,16}$")
+# What the worker can format (_modules/gfs2clvm.py: _MKFS and swap; a unit test keeps
+# them equal), and the words that mean "no file system" (a raw/qcow2 volatile disk,
+# oned's save_as): checked here, so an unknown type is refused before any salt-ssh call.
+FILESYSTEMS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "swap")
+NO_FILESYSTEM = ("raw", "qcow2", "none", "save_as")
 URL_RE = re.compile(r"^https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+$")
 
 
@@ -61,6 +66,24 @@ def path(value, what="path", under=None):
     return text
 
 
+def local_path(value, what="path"):
+    """A front-end file the driver only opens itself (an image PATH streamed to a worker):
+    any name OpenNebula can hand over -- spaces, quotes, UTF-8 -- since no shell, argv
+    or protocol line of another program ever carries it.  Refused only: not absolute,
+    a ``.``/``..`` segment (the SAFE_DIRS check must judge the real name), a NUL or a
+    line break (oned's one-line messages), over 4096 bytes."""
+    text = str(value)
+    if not text.startswith("/"):
+        raise DriverError(f"invalid {what} {text!r}: not an absolute path")
+    if "\0" in text or "\n" in text or "\r" in text:
+        raise DriverError(f"invalid {what} {text!r}: holds a NUL or a line break")
+    if len(text.encode("utf-8", "surrogateescape")) > 4096:
+        raise DriverError(f"invalid {what}: longer than 4096 bytes")
+    if any(part in (".", "..") for part in text.split("/")):
+        raise DriverError(f"invalid {what} {text!r}: holds a '.' or '..' segment")
+    return re.sub("/{2,}", "/", text)
+
+
 def vg(value, what="VG"):
     text = str(value)
     if not VG_RE.match(text):
@@ -76,9 +99,15 @@ def image_lv(value):
 
 
 def fstype(value):
+    """A file system the workers can make (``FILESYSTEMS``) or one of ``NO_FILESYSTEM``."""
     text = str(value).lower()
     if not FS_RE.match(text):
         raise DriverError(f"invalid filesystem type {value!r}")
+    if text not in FILESYSTEMS + NO_FILESYSTEM:
+        raise DriverError(
+            f"unknown filesystem type {value!r}: the workers make {', '.join(FILESYSTEMS)} "
+            f"(or none: {', '.join(NO_FILESYSTEM)})"
+        )
     return text
 
 
