@@ -10,16 +10,19 @@ BRIDGE_LIST.  Outputs are what oned parses: cp/clone ``SOURCE FORMAT``, mkfs
 
 import base64
 import binascii
+import fcntl
+import json
 import math
 import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 
-from . import config, stream, validate
+from . import config, slots, stream, validate
 from .core import DriverError, info
 from .saltssh import salt_ssh
 
@@ -273,7 +276,89 @@ def monitor(argv, conf=None, stdin=None):
     """monitor: ``USED_MB= FREE_MB= TOTAL_MB=`` of the datastore's VG"""
     action = read_action(argv, stdin)
     conf = _load(action, conf)
-    data = salt_ssh(choose_host(action, conf), "gfs2clvm_tm.ds_monitor", vg=action.vg(conf), conf=conf)
+    data = monitor_call(action, conf, "gfs2clvm_tm.ds_monitor", vg=action.vg(conf))
     from .tm import format_monitor
 
     return format_monitor(data)
+
+
+def monitor_call(action, conf, fun, *args, **kwargs):
+    """One monitor salt-ssh call of datastore ``action.ds_id``, guarded.
+
+    oned starts a datastore's monitor every MONITORING_INTERVAL_DATASTORE (300 s by
+    default, share/etc/oned.conf:73 of release-7.4.0) whether the last run ended or
+    not.  So: one run at a time per datastore (``flock`` on ``<slot dir>/monitor-<id>``);
+    a run that finds one going reports the last result instead (an ``INFO:`` line),
+    or fails with a plain reason when there is none yet; the runs rotate over the
+    BRIDGE_LIST hosts, a host that fails hands over to the next one; and the whole run
+    ends within ``monitor_timeout`` seconds (below that interval).
+    """
+    hosts = action.bridge_list or [validate.host(h) for h in conf["bridge_list"]]
+    if not hosts:
+        raise DriverError(f"datastore {action.ds_id} has no BRIDGE_LIST (workers to run on)")
+    state_path = os.path.join(slots.slot_dir(), f"monitor-{action.ds_id}")
+    fd = os.open(state_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        state = _monitor_state(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _monitor_skipped(action, state)
+        state = _monitor_state(fd)  # as the last run left it
+        budget = max(1, min(int(conf["monitor_timeout"]), int(conf["timeout"])))
+        deadline = time.monotonic() + budget
+        first = int(state.get("next", 0)) % len(hosts)
+        errors = []
+        for k in range(len(hosts)):
+            host = hosts[(first + k) % len(hosts)]
+            left = int(deadline - time.monotonic())
+            if left < 1:
+                break
+            try:
+                data = salt_ssh(host, fun, *args, conf=_with_timeout(conf, left), **kwargs)
+            except DriverError as err:
+                errors.append(str(err))
+                info(f"datastore {action.ds_id} monitor: {host} failed, trying the next host")
+                continue
+            _monitor_save(fd, {"next": (first + k + 1) % len(hosts), "host": host,
+                               "time": time.time(), "data": data})
+            return data
+        _monitor_save(fd, dict(state, next=(first + 1) % len(hosts)))
+        raise DriverError(
+            f"datastore {action.ds_id} monitor: no BRIDGE_LIST host answered within {budget} s"
+            + (f" ({errors[-1]})" if errors else "")
+        )
+    finally:
+        os.close(fd)  # drops the lock
+
+
+def _with_timeout(conf, seconds):
+    values = {key: conf.get(key) for key in config.DEFAULTS}
+    values["timeout"] = seconds
+    return config.Config(values, conf.path)
+
+
+def _monitor_state(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        state = json.loads(os.read(fd, 1 << 20) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _monitor_save(fd, state):
+    text = json.dumps(state).encode()
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, text)
+
+
+def _monitor_skipped(action, state):
+    if not isinstance(state.get("data"), dict):
+        raise DriverError(f"datastore {action.ds_id} monitor: skipped, an earlier run is still going "
+                          "and none has finished yet")
+    age = int(time.time() - float(state.get("time") or 0))
+    info(f"datastore {action.ds_id} monitor: skipped, an earlier run is still going; "
+         f"reporting the result of {state.get('host')} from {age} s ago")
+    return state["data"]
