@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Monitoring as oned and onemonitord take it: the TM monitor's stdout, the
 MONITOR_VM message it sends (parsed here the way onemonitord parses it), and the
-datastore monitor's guard (one run at a time, rotation over BRIDGE_LIST, timeout)."""
+datastore monitor's guard (one run at a time, rotation over BRIDGE_LIST, timeout),
+and qcow2 images at stat and cp on the front-end (virtual size, refusals)."""
 
 import base64
 import binascii
@@ -179,3 +180,65 @@ def test_an_overlapping_datastore_monitor_reports_the_last_result(fakes):
                      r"reporting the result of node1 from \d+ s ago$", err, re.M)
     assert len(fakes.calls()) == 2  # the skipped run made no call
     assert slow.wait(20) == 0 and slow.stdout.read() == b"USED_MB=7\nFREE_MB=8\nTOTAL_MB=15\n"
+
+
+# ------------------------------------------------------------- qcow2 images: stat and cp
+MiB = 1024 * 1024
+
+
+def _qemu_img(*args):
+    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    from module_loaders import http_dir_server
+
+    yield from http_dir_server(tmp_path)
+
+
+def test_stat_of_a_qcow2_file_is_its_virtual_size(fakes, tmp_path):
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    _qemu_img("create", "-f", "qcow2", str(safe / "cloud.qcow2"), "3G")
+    assert (safe / "cloud.qcow2").stat().st_size < MiB
+    xml = ds_xml({"ID": 3, "PATH": str(safe / "cloud.qcow2")}, {"SAFE_DIRS": str(safe)})
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=xml)
+    assert (rc, out) == (0, "3072\n"), err
+    assert fakes.calls() == []
+
+
+def test_stat_refuses_a_qcow2_with_a_backing_file_on_the_front_end(fakes, tmp_path):
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    _qemu_img("create", "-f", "qcow2", str(safe / "base.qcow2"), "1G")
+    _qemu_img("create", "-f", "qcow2", "-F", "qcow2", "-b", str(safe / "base.qcow2"), str(safe / "top.qcow2"))
+    xml = ds_xml({"ID": 3, "PATH": str(safe / "top.qcow2")}, {"SAFE_DIRS": str(safe)})
+    for action in ("stat", "cp"):
+        rc, out, err = fakes.run("datastore", action, 3, stdin=xml)
+        assert (rc, out) == (1, "")
+        assert f"{safe / 'top.qcow2'} is a qcow2 image with a backing file" in err
+    assert fakes.calls() == [] and fakes.ssh_calls() == []
+
+
+def test_stat_of_an_http_image(fakes, http_dir):
+    root, url = http_dir
+    _qemu_img("create", "-f", "qcow2", str(root / "cloud.qcow2"), "2G")
+    (root / "disk.raw").write_bytes(b"\1" * (3 * MiB + 1))
+    for name, size in (("cloud.qcow2", "2048"), ("disk.raw", "4")):
+        rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": f"{url}/{name}"}))
+        assert (rc, out) == (0, f"{size}\n"), err
+
+
+def test_cp_of_a_qcow2_file_streams_it_and_sizes_the_volume_by_its_virtual_size(fakes, tmp_path):
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    _qemu_img("create", "-f", "qcow2", str(safe / "cloud.qcow2"), "1G")
+    fakes.reply(value={"source": "x", "size_mb": 1024, "format": "qcow2"})
+    rc, out, err = fakes.run("datastore", "cp", 2, stdin=ds_xml({"ID": 2, "PATH": str(safe / "cloud.qcow2"), "SIZE": 0},
+                                                               {"SAFE_DIRS": str(safe)}))
+    assert rc == 0, err
+    assert re.fullmatch(rf"/dev/{VG}/lv-oneimg-[0-9a-f]{{32}} raw\n", out)  # stored raw: FORMAT raw
+    targets, fun, args, kwargs = fakes.only_call()
+    assert fun == "gfs2clvm_tm.ds_cp" and kwargs["size_mb"] == 1024
+    assert (fakes.state / "streamed.bin").read_bytes() == (safe / "cloud.qcow2").read_bytes()

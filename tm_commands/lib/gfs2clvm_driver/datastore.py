@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -170,7 +171,7 @@ def copy_in(action, conf, path, legacy_dirs=None):
         safe, restricted = legacy_dirs or (
             action.dirs("SAFE_DIRS", ["/var/tmp"]), action.dirs("RESTRICTED_DIRS", ["/etc"]))
         local = check_local(path, safe, restricted)
-        size = size or _mb(os.path.getsize(local))
+        size = max(size, _mb(_file_size(local)))  # qcow2 refusals before a byte moves
         target = stream.staging_path(conf, "img")
         info(f"cp: streaming {path} to {host}")
         count, digest = stream.send(conf, host, stream.file_chunks(local), target)
@@ -191,7 +192,11 @@ def _load(action, conf):
 
 
 def cp(argv, conf=None, stdin=None):
-    """cp: IMAGE/PATH (front-end file, http(s), lvm://, vol://) → ``SOURCE raw``"""
+    """cp: IMAGE/PATH (front-end file, http(s), lvm://, vol://) → ``SOURCE raw``
+
+    A qcow2 image is converted to raw data in its volume on the worker
+    (gfs2clvm_tm.ds_cp), so FORMAT is raw for every image and the VM's disk is what
+    its DRIVER (raw, TM_MAD_CONF) says."""
     action = read_action(argv, stdin)
     conf = _load(action, conf)
     path = action.image("PATH")
@@ -232,7 +237,8 @@ def rm(argv, conf=None, stdin=None):
 
 
 def stat(argv, conf=None, stdin=None):
-    """stat: size in MB of IMAGE/PATH"""
+    """stat: size in MB of IMAGE/PATH (a qcow2 image: its virtual size, the size of
+    the raw volume cp makes of it)"""
     action = read_action(argv, stdin)
     conf = _load(action, conf)
     path = action.image("PATH")
@@ -246,10 +252,59 @@ def stat(argv, conf=None, stdin=None):
         return str(int(ret["size_mb"]))
     local = check_local(path, action.dirs("SAFE_DIRS", ["/var/tmp"]),
                         action.dirs("RESTRICTED_DIRS", ["/etc"]))
-    return str(_mb(os.path.getsize(local)))
+    return str(_mb(_file_size(local)))
+
+
+QCOW2_MAGIC = b"QFI\xfb"
+QCOW2_HEAD = 104  # bytes of the header read: version .. incompatible features
+
+
+def qcow2_virtual_size(head, what):
+    """The virtual size (bytes) when ``head`` starts a qcow2 image, else None.
+
+    What the worker's copy refuses (gfs2clvm._qcow2_size) is refused here already,
+    before any byte moves: a backing file, an external data file (v3 incompatible
+    feature bit 2), encryption."""
+    if head[:4] != QCOW2_MAGIC:
+        return None
+    if len(head) < 48:
+        raise DriverError(f"{what}: truncated qcow2 header")
+    version, backing, _, _, size, crypt = struct.unpack(">IQIIQI", head[4:36])
+    if version not in (2, 3):
+        raise DriverError(f"{what}: qcow2 version {version} is not supported (2 or 3)")
+    if backing:
+        raise DriverError(f"{what} is a qcow2 image with a backing file: import a standalone image "
+                          "(qemu-img convert -O qcow2 makes one)")
+    if version == 3 and len(head) >= 80 and struct.unpack(">Q", head[72:80])[0] & 4:
+        raise DriverError(f"{what} is a qcow2 image with an external data file: not supported")
+    if crypt:
+        raise DriverError(f"{what} is an encrypted qcow2 image: decrypt it first")
+    return size
+
+
+def _file_size(path):
+    """Bytes a front-end image file will fill in its volume (qcow2: virtual size)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(QCOW2_HEAD)
+    except OSError as err:
+        raise DriverError(f"cannot read image file {path}: {err.strerror}") from None
+    virtual = qcow2_virtual_size(head, path)
+    return os.path.getsize(path) if virtual is None else virtual
 
 
 def _http_size(url):
+    """Size in MB of an http(s) image: a qcow2 header (its first bytes, a Range
+    request) gives the virtual size, else the announced Content-Length."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes=0-{QCOW2_HEAD - 1}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 -- validated http(s)
+            head = resp.read(QCOW2_HEAD)
+    except OSError as err:
+        raise DriverError(f"cannot reach {url}: {err}") from None
+    virtual = qcow2_virtual_size(head, url)
+    if virtual is not None:
+        return _mb(virtual)
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 -- validated http(s)
