@@ -66,7 +66,7 @@ def test_qcow2_images_from_a_file_and_a_url_give_raw_disks_and_monitored_sizes(l
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conf = lab_conf(lab.dir, lab.vg, out_dir=tmp_path / "conf")
     oned = Oned(DriverRunner(TM, conf=conf), hosts=lab.nodes, fe_dir=tmp_path / "fe",
-                first_vm_id=7000 + secrets.randbelow(10**6) * 16,
+                first_vm_id=7000 + secrets.randbelow(10**6) * 16, ds_template={"BRIDGE_LIST": node},
                 image_ds_template={"BRIDGE_LIST": node, "SAFE_DIRS": str(work)})
     monitord = Monitord(tmp_path / "one").attach(oned)
     vm = None
