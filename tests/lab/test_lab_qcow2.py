@@ -61,8 +61,10 @@ def test_qcow2_images_from_a_file_and_a_url_give_raw_disks_and_monitored_sizes(l
     lab.out(node, f"cd {www} && (setsid python3 -m http.server {port} --bind 127.0.0.1 "
                   f"</dev/null >/dev/null 2>&1 & echo $! > {www}.pid)")
     argv = lab.ssh_argv(node)
-    tunnel = subprocess.Popen([*argv[:-1], "-o", "ControlMaster=no", "-o", "ControlPath=none",
-                               "-N", "-L", f"{port}:127.0.0.1:{port}", argv[-1]],
+    for i in range(len(argv) - 1, 0, -1):  # a tunnel of its own (ssh keeps an option's first value)
+        if argv[i - 1] == "-o" and argv[i].startswith(("ControlMaster=", "ControlPath=", "ControlPersist=")):
+            del argv[i - 1:i + 1]
+    tunnel = subprocess.Popen([*argv[:-1], "-N", "-L", f"{port}:127.0.0.1:{port}", argv[-1]],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     conf = lab_conf(lab.dir, lab.vg, out_dir=tmp_path / "conf")
     oned = Oned(DriverRunner(TM, conf=conf), hosts=lab.nodes, fe_dir=tmp_path / "fe",
