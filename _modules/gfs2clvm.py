@@ -1276,6 +1276,61 @@ def _qcow2_size(path):
     return size
 
 
+def image_info(src):
+    """
+    Format and virtual size of an image: ``raw``, or ``qcow2`` checked by
+    ``qemu-img info --output=json`` (a backing file, an external data file or
+    encryption refused, with the header read first so qemu-img never opens any).
+    A raw file costs no process; a URL is only peeked at (its first bytes: the
+    qcow2 magic), so its ``virtual_size`` is None.
+
+    src
+        a file under ``mountpoint``, an LV device or an http(s) URL
+
+    Returns ``{src, format, virtual_size, bytes}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' gfs2clvm.image_info /var/lib/one/.gfs2clvm-staging/0123abcd.img
+    """
+    conf = _config()
+    kind, src = _copy_target(conf, src, "src")
+    if kind == "url":
+        try:
+            with _urlopen(src) as resp:
+                head = resp.read(len(_QCOW2_MAGIC))
+        except (OSError, ValueError) as err:
+            raise CommandExecutionError(f"cannot read {src}: {getattr(err, 'reason', None) or err}") from err
+        return {"src": src, "format": "qcow2" if head == _QCOW2_MAGIC else "raw", "virtual_size": None, "bytes": None}
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            nbytes = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise _os_error("cannot read", src, err) from err
+    if not _is_qcow2(src):
+        return {"src": src, "format": "raw", "virtual_size": nbytes, "bytes": nbytes}
+    _qcow2_size(src)  # the header's refusals, before qemu-img opens the image
+    out = _run(["qemu-img", "info", "--output=json", "-f", "qcow2", src])["stdout"]
+    try:
+        info = json.loads(out)
+        size = int(info["virtual-size"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CommandExecutionError(f"qemu-img info {src}: unexpected output ({err})") from err
+    data = (info.get("format-specific") or {}).get("data") or {}
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise CommandExecutionError(f"{src} has a backing file: refusing to follow it")
+    if data.get("data-file"):
+        raise CommandExecutionError(f"{src} has an external data file: refusing to follow it")
+    if info.get("encrypted") or data.get("encrypt"):
+        raise CommandExecutionError(f"{src} is encrypted: convert it to an unencrypted image first")
+    return {"src": src, "format": "qcow2", "virtual_size": size, "bytes": nbytes}
+
+
 def _direct_ok(path, flags):
     """Can ``path`` be opened with O_DIRECT (qemu-img ``-t/-T none``)? tmpfs says no."""
     try:

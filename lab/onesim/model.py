@@ -48,6 +48,7 @@ class Datastore:
     tm_mad: str = "gfs2clvm"
     base_path: str = ""
     template: dict = dataclasses.field(default_factory=dict)
+    monitor: dict = dataclasses.field(default_factory=dict)  # TOTAL_MB/FREE_MB/USED_MB oned keeps
 
     def to_xml(self) -> str:
         tmpl = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in self.template.items())

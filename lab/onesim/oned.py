@@ -24,6 +24,7 @@ disk-saveas            image allocate: datastore MKFS; then CPDS host:disk SOURC
 image create --path    datastore STAT, datastore CP   (prints SOURCE FORMAT)
 image create (empty)   datastore MKFS                 (prints SOURCE)
 image delete           datastore RM
+datastore monitoring   datastore MONITOR; system DS: tm MONITOR (+ MONITOR_VM to onemonitord)
 =====================  =======================================================================
 
 The hypervisor side (what the KVM driver does between the transfers) is a
@@ -113,8 +114,15 @@ class Oned:
         self.vms: dict[int, VM] = {}
         self._next_vm = first_vm_id
         self._next_image = first_image_id
+        self._next_request = 1000  # SyncRequest ids: never an image's (kept apart on purpose)
+        self.monitord = None  # a onesim.monitord.Monitord: MONITOR_VM messages of the TM monitor
+        self.disk_sizes: dict[int, dict[int, int]] = {}  # VM id -> disk id -> MB (DISK_SIZE)
 
     # ------------------------------------------------------------------ helpers
+    def _request_id(self) -> int:
+        self._next_request += 1
+        return self._next_request
+
     def system_dir(self, vm: VM, previous=False) -> str:
         """``History::vm_rhome``: ``<ds_location>/<sysds>/<vmid>``."""
         ds_id = vm.prev_ds_id if previous else vm.ds_id
@@ -148,19 +156,53 @@ class Oned:
         self.images[img.id] = img
         try:
             if path:
+                # ImageManagerActions.cc:1017-1032,1041-1045 (stat_image): <IMAGE> holds PATH and
+                # SIZE only, and the id is a SyncRequest's (sr.id), not the image's: the image
+                # is allocated only after STAT answered (ImageAPI.cc:840-866)
                 stat_xml = f"<IMAGE><PATH>{_esc(path)}</PATH><SIZE>{size_mb or ''}</SIZE></IMAGE>"
-                call = self.driver.ds(ds.ds_mad, "stat", img.id, _action_data(stat_xml, ds.to_xml()))
-                img.size_mb = _first_int(call.stdout, "stat")
+                call = self.driver.ds(ds.ds_mad, "stat", self._request_id(), _action_data(stat_xml, ds.to_xml()))
+                img.size_mb = _stat_size(call.stdout)
                 call = self.driver.ds(ds.ds_mad, "cp", img.id, _action_data(img.to_xml(), ds.to_xml()))
                 img.source, img.format = _source_format(call.stdout)
             else:
                 call = self.driver.ds(ds.ds_mad, "mkfs", img.id, _action_data(img.to_xml(), ds.to_xml()))
-                img.source = _first_token(call.stdout, "mkfs")
-        except DriverError:
+                img.source = _mkfs_source(call.stdout)
+        except (DriverError, SimError):  # a payload oned cannot use fails the image too
             img.state = "ERROR"
             raise
         img.state = "READY"
         return img
+
+    # ------------------------------------------------------------------ monitoring
+    def monitor_datastore(self, ds_id: int, vm_disks=True) -> dict:
+        """oned's datastore monitoring, ImageManager::monitor_datastore (ImageManager.cc:178-261):
+        the action data is ``<DATASTORE/>`` (+ for a shared system datastore
+        ``<DATASTORE_LOCATION/>`` and ``<MONITOR_VM_DISKS>``); one_datastore.rb:158-161,211-231
+        runs ``datastore/<DS_MAD>/monitor <id>`` (a system datastore: ``tm/<TM_MAD>/monitor
+        <id>``) with it on stdin and sends stdout base64-encoded; ImageManagerProtocol.cc:
+        603-636 parses it as a template and keeps TOTAL_MB/FREE_MB/USED_MB.  With a
+        :class:`onesim.monitord.Monitord` attached, the MONITOR_VM message the TM monitor sent
+        is read as onemonitord reads it and its DISK_SIZEs kept in ``disk_sizes``."""
+        ds = self.datastores[ds_id]
+        extra = ""
+        if ds.type == "SYSTEM_DS":
+            extra = f"<DATASTORE_LOCATION>{_esc(self.ds_location)}</DATASTORE_LOCATION>"
+            extra += f"<MONITOR_VM_DISKS>{1 if vm_disks else 0}</MONITOR_VM_DISKS>"
+        data = _action_data("", ds.to_xml(), extra)
+        if ds.type == "SYSTEM_DS":
+            self.driver.tm(ds.tm_mad, "monitor", [ds.id], stdin=base64.b64encode(data.encode()))
+        else:
+            self.driver.ds(ds.ds_mad, "monitor", ds.id, data)
+        stdout = self.driver.calls[-1].stdout
+        usage = _template_numbers(stdout)
+        missing = [k for k in ("TOTAL_MB", "FREE_MB", "USED_MB") if k not in usage]
+        if missing:
+            raise SimError(f"datastore {ds_id} monitor: no {', '.join(missing)} in {stdout!r:.200}")
+        ds.monitor = {k: usage[k] for k in ("TOTAL_MB", "FREE_MB", "USED_MB")}
+        if ds.type == "SYSTEM_DS" and vm_disks and self.monitord is not None:
+            for vmid, disks in self.monitord.receive().items():
+                self.disk_sizes.setdefault(vmid, {}).update(disks)
+        return ds.monitor
 
     def image_delete(self, img: Image):
         """``oneimage delete``: datastore RM."""
@@ -461,6 +503,40 @@ def _first_token(stdout: str, what: str) -> str:
     return tokens[0]
 
 
+def _payload(stdout: str, what: str) -> str:
+    """What oned receives of a datastore action's stdout: one_datastore.rb:231 sends it
+    whole in ``send_message`` (DriverExecHelper.rb:121, ``puts "ACTION RESULT ID INFO"``),
+    and oned reads its driver's messages line by line, so the payload is the first line
+    and any further line would reach oned as a message of its own (a protocol error)."""
+    lines = stdout.split("\n")
+    if len(lines) > 1 and any(line.strip() for line in lines[1:]):
+        raise SimError(f"datastore {what} printed more than one line: {stdout!r:.200}")
+    return lines[0]
+
+
+def _stat_size(stdout: str) -> int:
+    """ImageAPI.cc:855-866: ``istringstream >> size_mb`` of STAT's payload."""
+    payload = _payload(stdout, "stat")
+    match = re.match(r"\s*[-+]?\d+", payload)
+    if not match:
+        raise SimError(f"Cannot parse image SIZE: {payload}")
+    return int(match.group(0))
+
+
+def _mkfs_source(stdout: str) -> str:
+    """ImageManagerProtocol.cc:272,312: the whole payload of MKFS is the SOURCE."""
+    source = _payload(stdout, "mkfs")
+    if not source:
+        raise SimError("datastore mkfs printed nothing")
+    return source
+
+
+def _template_numbers(text: str) -> dict:
+    """``KEY=number`` attributes of a template text (Template::parse; Template::get(float))."""
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^\s*([A-Z_]+)\s*=\s*\"?([-+]?\d+(?:\.\d+)?)\"?\s*$", text, re.M)}
+
+
 def _first_int(stdout: str, what: str) -> int:
     token = _first_token(stdout, what)
     try:
@@ -470,10 +546,14 @@ def _first_int(stdout: str, what: str) -> int:
 
 
 def _source_format(stdout: str) -> tuple[str, str]:
-    tokens = stdout.split()
+    """ImageManagerProtocol.cc:99-116: ``is >> source; is >> format``; no FORMAT fails the
+    image ("CP operation succeeded but image FORMAT was not returned.")."""
+    tokens = _payload(stdout, "cp").split()
     if not tokens:
         raise SimError("datastore cp printed nothing")
-    return tokens[0], tokens[1] if len(tokens) > 1 else "raw"
+    if len(tokens) < 2:
+        raise SimError("CP operation succeeded but image FORMAT was not returned.")
+    return tokens[0], tokens[1]
 
 
 def image_lv(source: str) -> str | None:

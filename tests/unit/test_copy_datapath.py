@@ -390,3 +390,49 @@ def test_sha256_with_holes_still_zeroes_them_on_a_device(mod, mnt, loop_lv):
     with open(loop_lv, "rb") as dev:
         assert dev.read(8 * MiB) == src.read_bytes()
     assert ret["sha256"] == _sha(src)
+
+
+# ---------------------------------------------------------------- image_info (qemu-img info --output=json)
+def test_image_info_of_raw_costs_no_process_and_qcow2_one_info(mod, g, mnt):
+    raw = mnt / "orig.raw"
+    _sparse_image(raw, 5 * MiB + 512, [(0, 4096)])
+    qcow = mnt / "image.qcow2"
+    _qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow))
+    calls, patcher = _recording_run(g)
+    with patcher:
+        assert mod.image_info(str(raw)) == {"src": str(raw), "format": "raw",
+                                            "virtual_size": 5 * MiB + 512, "bytes": 5 * MiB + 512}
+        assert calls == []
+        info = mod.image_info(str(qcow))
+    assert info["format"] == "qcow2" and info["virtual_size"] == 5 * MiB + 512
+    assert info["bytes"] == os.path.getsize(qcow) < 5 * MiB  # SIZE is the virtual size, not the file's
+    assert calls == [["qemu-img", "info", "--output=json", "-f", "qcow2", str(qcow)]]
+
+
+@pytest.mark.parametrize("kind,reason", [("backing", "has a backing file"), ("data", "has an external data file"),
+                                         ("encrypted", "is encrypted")], ids=["backing", "data", "encrypted"])
+def test_image_info_refuses_what_would_follow_or_hide_data(mod, g, mnt, tmp_path, kind, reason):
+    qcow = mnt / f"{kind}.qcow2"
+    if kind == "backing":
+        base = mnt / "base.qcow2"
+        _qemu_img("create", "-f", "qcow2", str(base), "4M")
+        _qemu_img("create", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(qcow))
+    elif kind == "data":
+        _qemu_img("create", "-f", "qcow2", "-o", f"data_file={tmp_path / 'data.raw'},data_file_raw=on", str(qcow), "4M")
+    else:
+        _qemu_img("create", "--object", "secret,id=sec0,data=123456", "-f", "qcow2",
+                  "-o", "encrypt.format=luks,encrypt.key-secret=sec0", str(qcow), "4M")
+    calls, patcher = _recording_run(g)
+    with patcher, pytest.raises(CommandExecutionError, match=re.escape(f"{qcow} {reason}")):
+        mod.image_info(str(qcow))
+    assert calls == []  # refused from the header, before qemu-img opens anything
+
+
+def test_image_info_of_a_url_peeks_at_the_magic(mod, mnt, http_dir):
+    root, url = http_dir
+    _qemu_img("create", "-f", "qcow2", str(root / "a.qcow2"), "4M")
+    (root / "a.raw").write_bytes(b"\0" * 4096)
+    assert mod.image_info(f"{url}/a.qcow2")["format"] == "qcow2"
+    assert mod.image_info(f"{url}/a.raw") == {"src": f"{url}/a.raw", "format": "raw", "virtual_size": None, "bytes": None}
+    with pytest.raises(CommandExecutionError, match="cannot read"):
+        mod.image_info(f"{url}/missing")

@@ -124,7 +124,7 @@ PUBLIC = [
     "name_vm", "name_snap", "name_image", "name_parse", "vm_dir", "lv_create", "lv_remove",
     "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot", "lv_resize", "copy",
     "chown", "link", "mkswap", "mkfs", "context_iso", "vm_disks", "vm_delete", "check",
-    "orphans", "orphans_remove", "vg_usage",
+    "orphans", "orphans_remove", "vg_usage", "image_info",
 ]
 
 
@@ -808,6 +808,10 @@ case("copy", f"{MP}/src", "http://example.org/x")
 case("copy", "http://example.org/x.qcow2", f"{MP}/dst", fmt="qcow2")
 case("copy", f"{MP}/src", f"{MP}/src")
 case("copy", f"{MP}/src", f"{MP}/dst", sha256="abc")
+case("image_info", "/etc/passwd")
+case("image_info", "ftp://example.org/x.qcow2")
+case("image_info", "http://example.org/a b")
+case("image_info", f"{MP}/../etc/x")
 case("copy", f"{MP}/src", f"{MP}/dst", sparse="sometimes")
 case("chown", f"{MP}/f", user="bad user")
 case("chown", f"{MP}/f", group="root;")

@@ -101,11 +101,11 @@ def image(oned, fake, persistent=False):
 def test_image_import_is_stat_then_cp_with_action_data(oned, fake):
     img = oned.image_create("ttylinux", path="/srv/ttylinux.img")
     calls = fake.calls()
-    assert [(c["kind"], c["action"], c["argv"]) for c in calls] == [
-        ("datastore", "stat", [str(img.id)]),
-        ("datastore", "cp", [str(img.id)]),
-    ]
-    assert "<IMAGE><PATH>/srv/ttylinux.img</PATH>" in calls[0]["stdin"]
+    assert [(c["kind"], c["action"]) for c in calls] == [("datastore", "stat"), ("datastore", "cp")]
+    # STAT goes with a request id, never the image's (ImageManagerActions.cc:1041-1045)
+    assert calls[0]["argv"] != [str(img.id)] and calls[0]["argv"][0].isdigit()
+    assert calls[1]["argv"] == [str(img.id)]
+    assert "<IMAGE><PATH>/srv/ttylinux.img</PATH><SIZE></SIZE></IMAGE>" in calls[0]["stdin"]
     assert calls[1]["stdin"].startswith("<DS_DRIVER_ACTION_DATA><IMAGE><ID>0</ID>")
     assert "<DS_MAD>gfs2clvm</DS_MAD>" in calls[1]["stdin"]
     assert "<BASE_PATH>/var/lib/one//datastores/1</BASE_PATH>" in calls[1]["stdin"]

@@ -47,6 +47,7 @@ class World:
         self.mnt = mnt
         self.lvs = {}
         self.calls = []
+        self.virtual = {}  # image path -> virtual size (image_info)
         self.fail = {}  # primitive name -> exception (raised once) or callable(args, kwargs)
 
     def add(self, name, size_mb=100, vg=VG, **kw):
@@ -174,13 +175,20 @@ class World:
             shutil.rmtree(path)
         return {"vmid": vmid, "vg": vg, "removed": sorted(gone), "dir": path}
 
+    def image_info(self, src):
+        self._check("image_info", (src,), {})
+        fmt = "qcow2" if str(src).endswith(".qcow2") else "raw"
+        size = None if src.startswith("http") else self.virtual.get(src, os.path.getsize(src) if os.path.exists(src) else 0)
+        return {"src": src, "format": fmt, "virtual_size": size, "bytes": None}
+
     def vg_usage(self, vg=None):
         self._check("vg_usage", (), {"vg": vg})
         return {"vg": vg, "total_mb": 1000, "used_mb": 300, "free_mb": 700}
 
 
 PRIMITIVES = ["lv_create", "lv_remove", "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot",
-              "lv_resize", "copy", "link", "mkswap", "mkfs", "context_iso", "vm_delete", "vg_usage"]
+              "lv_resize", "copy", "link", "mkswap", "mkfs", "context_iso", "vm_delete", "vg_usage",
+              "image_info"]
 
 
 @pytest.fixture
@@ -655,7 +663,7 @@ def test_mvds_persistent_and_copy(world, mnt):
 # ------------------------------------------------------------------ datastore
 def test_ds_cp_url_and_device(world):
     ret = tm.ds_cp("https://example.com/a.img", IMG, size_mb=20)
-    assert ret == {"source": f"/dev/{VG}/{IMG}", "size_mb": 20, "bytes": 1}
+    assert ret == {"source": f"/dev/{VG}/{IMG}", "size_mb": 20, "bytes": 1, "format": "raw"}
     assert world.lvs[(VG, IMG)]["active"] is False
     world.add("lv-one-7-0", 300)
     tm.ds_cp(f"/dev/{VG}/lv-one-7-0", IMG2)
@@ -676,6 +684,34 @@ def test_ds_cp_staged_verifies_and_cleans_up(world, mnt):
     with pytest.raises(CommandExecutionError):
         tm.ds_cp(path, IMG2, staged_bytes=size, staged_sha256=digest)
     assert IMG2 not in world.names() and not os.path.exists(path)
+
+
+def test_ds_cp_staged_qcow2_is_stored_raw_in_an_lv_of_its_virtual_size(world, mnt):
+    path, size, digest = _staged(mnt, b"QFI\xfb" + b"q" * 100)
+    os.rename(path, path[:-4] + ".qcow2")
+    path = path[:-4] + ".qcow2"
+    world.virtual[path] = 3 * 1024 * 1024 * 1024
+    ret = tm.ds_cp(path, IMG, size_mb=1, staged_bytes=size, staged_sha256=digest)
+    assert ret == {"source": f"/dev/{VG}/{IMG}", "size_mb": 3072, "bytes": 1, "format": "qcow2"}
+    assert called(world, "copy")[-1] == ("copy", (path, f"/dev/{VG}/{IMG}"),
+                                         {"fmt": "qcow2", "sparse": True, "sha256": digest, "dst_zeroed": True})
+    assert world.lvs[(VG, IMG)]["size_mb"] == 3072 and not os.path.exists(path)
+
+
+def test_ds_cp_url_qcow2_is_fetched_to_staging_then_converted(world, mnt):
+    url = "https://example.com/cloud.qcow2"
+    ret = tm.ds_cp(url, IMG, size_mb=20)
+    fetch, convert = called(world, "copy")
+    staged = fetch[1][1]
+    assert fetch[1][0] == url and os.path.dirname(staged) == f"{mnt}/.gfs2clvm-staging"
+    assert convert[1] == (staged, f"/dev/{VG}/{IMG}") and convert[2]["fmt"] == "qcow2"
+    assert ret["format"] == "qcow2" and ret["size_mb"] == 20
+    world.fail["copy"] = lambda args, kwargs: CommandExecutionError("qemu-img failed") if args[1].startswith("/dev/") else None
+    Path(staged).parent.mkdir(exist_ok=True)
+    with pytest.raises(CommandExecutionError, match="qemu-img failed"):
+        tm.ds_cp(url, IMG2, size_mb=20)
+    assert IMG2 not in world.names()
+    assert not [p for p in os.listdir(f"{mnt}/.gfs2clvm-staging")]
 
 
 def test_ds_mkfs_rm_stat_clone_monitor(world):

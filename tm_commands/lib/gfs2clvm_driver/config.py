@@ -20,6 +20,7 @@ DEFAULTS = {
     "user": "oneadmin",
     "oned_user": "oneadmin",  # the front-end account oned (so the driver's salt-ssh) runs as
     "timeout": 900,
+    "monitor_timeout": 240,  # a datastore monitor run ends within this (oned's interval is 300 s)
     "max_calls_per_host": 8,  # salt-ssh calls + data streams to one worker at once (0: no limit)
     "queue_timeout": 3600,  # seconds a call waits for one of them (not part of timeout)
     "mountpoint": "/var/lib/one",
@@ -37,7 +38,7 @@ DEFAULTS = {
     "datastores": {},
 }
 
-INT_KEYS = ("timeout", "max_calls_per_host", "queue_timeout", "context_max_bytes", "default_size_mb")
+INT_KEYS = ("timeout", "monitor_timeout", "max_calls_per_host", "queue_timeout", "context_max_bytes", "default_size_mb")
 
 
 class Config:

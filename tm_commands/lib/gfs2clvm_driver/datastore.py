@@ -10,16 +10,20 @@ BRIDGE_LIST.  Outputs are what oned parses: cp/clone ``SOURCE FORMAT``, mkfs
 
 import base64
 import binascii
+import fcntl
+import json
 import math
 import os
 import re
+import struct
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 
-from . import config, stream, validate
+from . import config, slots, stream, validate
 from .core import DriverError, info
 from .saltssh import salt_ssh
 
@@ -169,7 +173,7 @@ def copy_in(action, conf, path, legacy_dirs=None):
         safe, restricted = legacy_dirs or (
             action.dirs("SAFE_DIRS", ["/var/tmp"]), action.dirs("RESTRICTED_DIRS", ["/etc"]))
         local = check_local(path, safe, restricted)
-        size = size or _mb(os.path.getsize(local))
+        size = max(size, _mb(_file_size(local)))  # qcow2 refusals before a byte moves
         target = stream.staging_path(conf, "img")
         info(f"cp: streaming {path} to {host}")
         count, digest = stream.send(conf, host, stream.file_chunks(local), target)
@@ -190,7 +194,11 @@ def _load(action, conf):
 
 
 def cp(argv, conf=None, stdin=None):
-    """cp: IMAGE/PATH (front-end file, http(s), lvm://, vol://) → ``SOURCE raw``"""
+    """cp: IMAGE/PATH (front-end file, http(s), lvm://, vol://) → ``SOURCE raw``
+
+    A qcow2 image is converted to raw data in its volume on the worker
+    (gfs2clvm_tm.ds_cp), so FORMAT is raw for every image and the VM's disk is what
+    its DRIVER (raw, TM_MAD_CONF) says."""
     action = read_action(argv, stdin)
     conf = _load(action, conf)
     path = action.image("PATH")
@@ -231,7 +239,8 @@ def rm(argv, conf=None, stdin=None):
 
 
 def stat(argv, conf=None, stdin=None):
-    """stat: size in MB of IMAGE/PATH"""
+    """stat: size in MB of IMAGE/PATH (a qcow2 image: its virtual size, the size of
+    the raw volume cp makes of it)"""
     action = read_action(argv, stdin)
     conf = _load(action, conf)
     path = action.image("PATH")
@@ -245,10 +254,59 @@ def stat(argv, conf=None, stdin=None):
         return str(int(ret["size_mb"]))
     local = check_local(path, action.dirs("SAFE_DIRS", ["/var/tmp"]),
                         action.dirs("RESTRICTED_DIRS", ["/etc"]))
-    return str(_mb(os.path.getsize(local)))
+    return str(_mb(_file_size(local)))
+
+
+QCOW2_MAGIC = b"QFI\xfb"
+QCOW2_HEAD = 104  # bytes of the header read: version .. incompatible features
+
+
+def qcow2_virtual_size(head, what):
+    """The virtual size (bytes) when ``head`` starts a qcow2 image, else None.
+
+    What the worker's copy refuses (gfs2clvm._qcow2_size) is refused here already,
+    before any byte moves: a backing file, an external data file (v3 incompatible
+    feature bit 2), encryption."""
+    if head[:4] != QCOW2_MAGIC:
+        return None
+    if len(head) < 48:
+        raise DriverError(f"{what}: truncated qcow2 header")
+    version, backing, _, _, size, crypt = struct.unpack(">IQIIQI", head[4:36])
+    if version not in (2, 3):
+        raise DriverError(f"{what}: qcow2 version {version} is not supported (2 or 3)")
+    if backing:
+        raise DriverError(f"{what} is a qcow2 image with a backing file: import a standalone image "
+                          "(qemu-img convert -O qcow2 makes one)")
+    if version == 3 and len(head) >= 80 and struct.unpack(">Q", head[72:80])[0] & 4:
+        raise DriverError(f"{what} is a qcow2 image with an external data file: not supported")
+    if crypt:
+        raise DriverError(f"{what} is an encrypted qcow2 image: decrypt it first")
+    return size
+
+
+def _file_size(path):
+    """Bytes a front-end image file will fill in its volume (qcow2: virtual size)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(QCOW2_HEAD)
+    except OSError as err:
+        raise DriverError(f"cannot read image file {path}: {err.strerror}") from None
+    virtual = qcow2_virtual_size(head, path)
+    return os.path.getsize(path) if virtual is None else virtual
 
 
 def _http_size(url):
+    """Size in MB of an http(s) image: a qcow2 header (its first bytes, a Range
+    request) gives the virtual size, else the announced Content-Length."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes=0-{QCOW2_HEAD - 1}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 -- validated http(s)
+            head = resp.read(QCOW2_HEAD)
+    except OSError as err:
+        raise DriverError(f"cannot reach {url}: {err}") from None
+    virtual = qcow2_virtual_size(head, url)
+    if virtual is not None:
+        return _mb(virtual)
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 -- validated http(s)
@@ -275,7 +333,89 @@ def monitor(argv, conf=None, stdin=None):
     """monitor: ``USED_MB= FREE_MB= TOTAL_MB=`` of the datastore's VG"""
     action = read_action(argv, stdin)
     conf = _load(action, conf)
-    data = salt_ssh(choose_host(action, conf), "gfs2clvm_tm.ds_monitor", vg=action.vg(conf), conf=conf)
+    data = monitor_call(action, conf, "gfs2clvm_tm.ds_monitor", vg=action.vg(conf))
     from .tm import format_monitor
 
     return format_monitor(data)
+
+
+def monitor_call(action, conf, fun, *args, **kwargs):
+    """One monitor salt-ssh call of datastore ``action.ds_id``, guarded.
+
+    oned starts a datastore's monitor every MONITORING_INTERVAL_DATASTORE (300 s by
+    default, share/etc/oned.conf:73 of release-7.4.0) whether the last run ended or
+    not.  So: one run at a time per datastore (``flock`` on ``<slot dir>/monitor-<id>``);
+    a run that finds one going reports the last result instead (an ``INFO:`` line),
+    or fails with a plain reason when there is none yet; the runs rotate over the
+    BRIDGE_LIST hosts, a host that fails hands over to the next one; and the whole run
+    ends within ``monitor_timeout`` seconds (below that interval).
+    """
+    hosts = action.bridge_list or [validate.host(h) for h in conf["bridge_list"]]
+    if not hosts:
+        raise DriverError(f"datastore {action.ds_id} has no BRIDGE_LIST (workers to run on)")
+    state_path = os.path.join(slots.slot_dir(), f"monitor-{action.ds_id}")
+    fd = os.open(state_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        state = _monitor_state(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _monitor_skipped(action, state)
+        state = _monitor_state(fd)  # as the last run left it
+        budget = max(1, min(int(conf["monitor_timeout"]), int(conf["timeout"])))
+        deadline = time.monotonic() + budget
+        first = int(state.get("next", 0)) % len(hosts)
+        errors = []
+        for k in range(len(hosts)):
+            host = hosts[(first + k) % len(hosts)]
+            left = int(deadline - time.monotonic())
+            if left < 1:
+                break
+            try:
+                data = salt_ssh(host, fun, *args, conf=_with_timeout(conf, left), **kwargs)
+            except DriverError as err:
+                errors.append(str(err))
+                info(f"datastore {action.ds_id} monitor: {host} failed, trying the next host")
+                continue
+            _monitor_save(fd, {"next": (first + k + 1) % len(hosts), "host": host,
+                               "time": time.time(), "data": data})
+            return data
+        _monitor_save(fd, dict(state, next=(first + 1) % len(hosts)))
+        raise DriverError(
+            f"datastore {action.ds_id} monitor: no BRIDGE_LIST host answered within {budget} s"
+            + (f" ({errors[-1]})" if errors else "")
+        )
+    finally:
+        os.close(fd)  # drops the lock
+
+
+def _with_timeout(conf, seconds):
+    values = {key: conf.get(key) for key in config.DEFAULTS}
+    values["timeout"] = seconds
+    return config.Config(values, conf.path)
+
+
+def _monitor_state(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        state = json.loads(os.read(fd, 1 << 20) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _monitor_save(fd, state):
+    text = json.dumps(state).encode()
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, text)
+
+
+def _monitor_skipped(action, state):
+    if not isinstance(state.get("data"), dict):
+        raise DriverError(f"datastore {action.ds_id} monitor: skipped, an earlier run is still going "
+                          "and none has finished yet")
+    age = int(time.time() - float(state.get("time") or 0))
+    info(f"datastore {action.ds_id} monitor: skipped, an earlier run is still going; "
+         f"reporting the result of {state.get('host')} from {age} s ago")
+    return state["data"]

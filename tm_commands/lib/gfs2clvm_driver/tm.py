@@ -12,7 +12,7 @@ import os
 import re
 import tarfile
 
-from . import config, stream, validate
+from . import config, monitord, stream, validate
 from .core import DriverError, info
 from .location import Location
 from .saltssh import MAX_INLINE, salt_ssh, salt_ssh_many
@@ -286,28 +286,29 @@ def failmigrate(argv, conf=None):
     _migrate("failmigrate", argv, conf)
 
 
-def monitor(argv, conf=None, stdin=None):
-    """monitor [b64 xml] dsid  (system datastore; XML on stdin since 6.6)"""
-    from .datastore import read_action, choose_host
+def monitor(argv, conf=None, stdin=None, monitord_conf=None):
+    """monitor [b64 xml] dsid  (system datastore; XML on stdin since 6.6)
+
+    stdout: ``USED_MB= FREE_MB= TOTAL_MB=`` only (all oned reads of it,
+    ImageManagerProtocol.cc:620-625).  With ``MONITOR_VM_DISKS`` 1 the VM disk sizes
+    go to onemonitord as one ``MONITOR_VM`` message, as src/tm_mad/fs_lvm/monitor:159-161
+    does (monitord.py)."""
+    from .datastore import monitor_call, read_action
 
     action = read_action(argv, stdin)
     conf = _load(conf, action.ds_id)
-    host = choose_host(action, conf)
-    data = salt_ssh(host, "gfs2clvm_tm.monitor", action.ds_id, vg=action.vg(conf), conf=conf)
-    return format_monitor(data, action.text("MONITOR_VM_DISKS") == "1")
+    data = monitor_call(action, conf, "gfs2clvm_tm.monitor", action.ds_id, vg=action.vg(conf))
+    text = format_monitor(data)
+    if action.text("MONITOR_VM_DISKS") == "1":
+        # fs_lvm/monitor:160: send_to_monitor MONITOR_VM <status> -1 "<VM=[..] lines>"
+        monitord.send("MONITOR_VM", True, -1, monitord.vm_disks_payload(data.get("vms")), path=monitord_conf)
+    return text
 
 
-def format_monitor(data, vm_disks=False):
-    """``USED_MB=`` ``FREE_MB=`` ``TOTAL_MB=`` lines (+ ``VM=[ID=..,MONITOR="b64"]``)."""
+def format_monitor(data):
+    """``USED_MB=`` ``FREE_MB=`` ``TOTAL_MB=`` lines."""
     try:
         lines = [f"{key.upper()}={int(data[key])}" for key in ("used_mb", "free_mb", "total_mb")]
     except (KeyError, TypeError, ValueError):
         raise DriverError(f"monitor: unexpected answer {data!r:.200}") from None
-    if vm_disks:
-        for vmid, disks in sorted((data.get("vms") or {}).items(), key=lambda kv: int(kv[0])):
-            parts = [
-                base64.b64encode(f"DISK_SIZE=[ID={int(d)},SIZE={int(s)}]".encode()).decode()
-                for d, s in sorted(disks.items(), key=lambda kv: int(kv[0]))
-            ]
-            lines.append(f'VM=[ID={int(vmid)},MONITOR="{" ".join(parts)}"]')
     return "\n".join(lines)
