@@ -109,7 +109,8 @@ def test_run_main_contract(capsys):
     with pytest.raises(SystemExit) as ex:
         core.run_main(boom, [])
     out, err = capsys.readouterr()
-    assert (ex.value.code, out, err) == (1, "", "ERROR: internal error: KeyError: 'x\\ny'\n")
+    assert (ex.value.code, out, err) == (1, "", "ERROR: internal error: KeyError: 'x\\ny'\n"
+                                                "internal error: KeyError: 'x\\ny'\n")
 
     def fail(argv):
         raise DriverError("line one\nline two")

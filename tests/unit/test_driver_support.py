@@ -176,3 +176,16 @@ def test_fake_ssh_writes_stdin(tmp_path):
     remote = "true && dd of=" + shlex.quote("/x/y") + " bs=4M"
     subprocess.run([str(fakes.ssh), "h", "--", remote], input=b"abc", env=fakes.env, check=True)
     assert (fakes.state / "streamed.bin").read_bytes() == b"abc"
+
+
+def failed(message):
+    """stderr of a failed action (``core.error``): the ``ERROR:`` line oned logs, then the
+    plain line oned makes the failure reason (DriverExecHelper.rb:175-205 in 7.4.0)."""
+    return f"ERROR: {message}\n{message}\n"
+
+
+def reason(stderr):
+    """The failure reason oned 7.x shows for ``stderr`` (``core.oned_reason``)."""
+    from gfs2clvm_driver import core
+
+    return core.oned_reason(stderr)

@@ -8,7 +8,7 @@ import base64
 import re
 
 import pytest
-from test_driver_support import DS, IMG, MP, TM, VG, Fakes, decode, ds_xml
+from test_driver_support import DS, IMG, MP, TM, VG, Fakes, decode, ds_xml, failed, reason
 
 D42 = f"{DS}/0/42"
 ACTIONS = sorted(p.name for p in (TM / "tm" / "gfs2clvm").iterdir())
@@ -158,7 +158,7 @@ def test_context_over_the_limit_is_refused(fakes, tmp_path):
     big.write_bytes(b"x" * 1001)
     rc, out, err = fakes.run("tm", "context", big, f"node1:{D42}/disk.6", 42, 0)
     assert (rc, out) == (1, "")
-    assert err == "ERROR: context files total 1001 bytes > context_max_bytes 1000\n"
+    assert err == failed("context files total 1001 bytes > context_max_bytes 1000")
     assert fakes.calls() == [] and fakes.ssh_calls() == []
 
 
@@ -173,7 +173,7 @@ def test_mv_and_migrate_to_the_same_host_do_nothing(fakes):
 def test_a_stopped_vms_disks_are_handled_on_a_worker(fakes):
     """A stopped VM's actions name the front-end; its LVs are in the shared VG: any worker."""
     rc, _, err = fakes.run("tm", "delete", f"fe:{D42}", 42, 0)
-    assert (rc, err) == (1, "ERROR: fe is the front-end: set bridge_list (no worker found in the salt-ssh roster)\n")
+    assert (rc, err) == (1, failed("fe is the front-end: set bridge_list (no worker found in the salt-ssh roster)"))
     cfg = fakes.tmp / "salt"
     cfg.mkdir()
     (cfg / "master").write_text(f"roster_file: {cfg / 'nodes'}\n")
@@ -255,8 +255,9 @@ BAD = [
 def test_bad_input_is_one_error_line_and_no_call(fakes, action, argv, message):
     rc, out, err = fakes.run("tm", action, *argv)
     assert (rc, out) == (1, "")
-    assert err.count("\n") == 1 and err.startswith("ERROR: ") and "Traceback" not in err
+    assert err.count("\n") == 2 and err.startswith("ERROR: ") and "Traceback" not in err
     assert message in err
+    assert err == failed(reason(err)) and message in reason(err)  # the plain reason line oned shows
     assert fakes.calls() == []
 
 
@@ -316,7 +317,8 @@ FAILURES = [
 def test_failures_become_one_clear_line(fakes, reply, line):
     fakes.reply(**reply)
     rc, out, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert (rc, out, err) == (1, "", line + "\n")
+    assert (rc, out, err) == (1, "", line + "\n" + line.removeprefix("ERROR: ") + "\n")
+    assert reason(err) == line.removeprefix("ERROR: ")
     assert len(fakes.calls()) == 1
 
 
@@ -329,6 +331,8 @@ def test_one_failing_host_of_a_migration_is_named(fakes):
     rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0)
     assert rc == 1
     assert err == ("ERROR: gfs2clvm_tm.premigrate on node2: vg_cloudstorage/lv-one-42-0: "
+                   "shared activation still refused after 60 s\n"
+                   "gfs2clvm_tm.premigrate on node2: vg_cloudstorage/lv-one-42-0: "
                    "shared activation still refused after 60 s\n")
 
 
@@ -336,23 +340,23 @@ def test_timeout_and_missing_salt_ssh(fakes):
     fakes.write_conf(timeout=1)
     fakes.reply(sleep=5)
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert (rc, err) == (1, "ERROR: gfs2clvm_tm.mkswap on node1: no answer in 1 s\n")
+    assert (rc, err) == (1, failed("gfs2clvm_tm.mkswap on node1: no answer in 1 s"))
     fakes.write_conf(salt_ssh="/nonexistent/salt-ssh")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert (rc, err) == (1, "ERROR: salt-ssh not found at /nonexistent/salt-ssh (config salt_ssh)\n")
+    assert (rc, err) == (1, failed("salt-ssh not found at /nonexistent/salt-ssh (config salt_ssh)"))
 
 
 def test_bad_configuration_is_one_line(fakes):
     fakes.conf_path.write_text("vg: [unclosed\n")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
     assert rc == 1 and err.startswith(f"ERROR: driver configuration {fakes.conf_path} is not valid YAML")
-    assert err.count("\n") == 1
+    assert err.count("\n") == 2 and reason(err).startswith(f"driver configuration {fakes.conf_path} is not")
     fakes.conf_path.write_text("vgg: x\n")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert err == f"ERROR: driver configuration {fakes.conf_path}: unknown key(s) vgg\n"
+    assert err == failed(f"driver configuration {fakes.conf_path}: unknown key(s) vgg")
     fakes.env["GFS2CLVM_CONF"] = str(fakes.tmp / "missing.conf")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert err == f"ERROR: driver configuration {fakes.tmp / 'missing.conf'} not found (set GFS2CLVM_CONF)\n"
+    assert err == failed(f"driver configuration {fakes.tmp / 'missing.conf'} not found (set GFS2CLVM_CONF)")
 
 
 def test_arguments_are_json_so_yaml_cannot_reinterpret_them(fakes):
