@@ -127,6 +127,7 @@ class VM:
     prev_host: str | None = None
     prev_ds_id: int | None = None
     checkpoint: bytes | None = None  # what the hypervisor saved on suspend/stop
+    log: list[str] = dataclasses.field(default_factory=list)  # what oned writes to the VM log
 
     @property
     def context_disk_id(self) -> int:

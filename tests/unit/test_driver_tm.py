@@ -366,3 +366,47 @@ def test_arguments_are_json_so_yaml_cannot_reinterpret_them(fakes):
     argv = fakes.calls()[0]
     assert '"https://h/x?a=b&yes=010"' in argv
     assert decode(argv, fakes.conf)[2][0] == "https://h/x?a=b&yes=010"
+
+
+# ------------------------------------------------------- mkimage: FORMAT + the VM's DISK/FS
+def test_mkimage_formats_a_volatile_disk_with_the_vms_disk_fs(fakes):
+    """The 2nd argument is the disk FORMAT; the file system is DISK/FS (onevm show -x), as
+    fs_lvm/mkimage reads it: a volatile FS=ext4 disk must come out formatted."""
+    fakes.vm(42, {4: {"TYPE": "fs", "FS": "ext4", "FORMAT": "raw", "SIZE": 100}})
+    rc, out, err = fakes.run("tm", "mkimage", 100, "raw", f"node1:{D42}/disk.4", 42, 0)
+    assert (rc, out, err) == (0, "", "")
+    targets, fun, args, kwargs = fakes.only_call()
+    assert (targets, fun, args, kwargs) == (["node1"], "gfs2clvm_tm.mkimage", [f"{D42}/disk.4", 42, 4, 100],
+                                            {"vg": VG, "fs": "ext4"})
+    assert (fakes.state / "onevm.log").read_text() == "show -x 42\n"
+
+
+def test_mkimage_takes_the_vm_from_stdin_when_given(fakes):
+    vm = "<VM><ID>42</ID><TEMPLATE><DISK><DISK_ID>4</DISK_ID><FS>xfs</FS></DISK></TEMPLATE></VM>"
+    rc, _, err = fakes.run("tm", "mkimage", 100, "raw", f"node1:{D42}/disk.4", 42, 0,
+                           stdin=base64.b64encode(vm.encode()).decode())
+    assert (rc, err) == (0, "")
+    assert fakes.only_call()[3] == {"vg": VG, "fs": "xfs"}
+    assert not (fakes.state / "onevm.log").exists()
+
+
+@pytest.mark.parametrize("fs,fmt,message", [
+    ("bogus9", "raw", "volatile disk 4 of VM 42: unsupported file system 'bogus9' (supported: ext2, ext3, ext4, xfs, "
+                      "btrfs, vfat)"),
+    ("", "qcow2", "volatile disk 4 of VM 42: FORMAT qcow2 is not supported (gfs2clvm disks are raw LVs): "
+                  "use FORMAT=raw"),
+    ("", "zfs", "volatile disk 4 of VM 42: unsupported file system 'zfs'"),
+])
+def test_mkimage_refuses_on_the_front_end_before_any_call(fakes, fs, fmt, message):
+    fakes.vm(42, {4: {"FS": fs}})
+    rc, out, err = fakes.run("tm", "mkimage", 100, fmt, f"node1:{D42}/disk.4", 42, 0)
+    assert (rc, out) == (1, "") and reason(err).startswith(message)
+    assert fakes.calls() == []
+
+
+def test_mkimage_names_a_vm_oned_cannot_show(fakes):
+    (fakes.state / "vm-42.xml.missing").write_text("")
+    rc, _, err = fakes.run("tm", "mkimage", 100, "raw", f"node1:{D42}/disk.4", 42, 0)
+    assert rc == 1 and reason(err) == ("cannot read VM 42 with onevm show -x: "
+                                       "[one.vm.info] Error getting virtual machine [42].")
+    assert fakes.calls() == []

@@ -7,10 +7,14 @@ payload (None for most actions).
 """
 
 import base64
+import binascii
 import io
 import os
 import re
+import subprocess
+import sys
 import tarfile
+import xml.etree.ElementTree as ET
 
 from . import config, stream, validate
 from .core import DriverError, info
@@ -71,8 +75,23 @@ def ln(argv, conf=None):
     salt_ssh(dst.host, "gfs2clvm_tm.ln", source, dst.path, vmid, dst.disk_id, vg=conf["vg"], conf=conf)
 
 
-def mkimage(argv, conf=None):
-    """mkimage size format host:<ds>/<vmid>/disk.i vmid dsid"""
+# the file systems the worker's gfs2clvm.mkfs makes (_modules/gfs2clvm.py _MKFS): checked
+# here, before any call (an unknown FS was refused by the worker only after a long call)
+WORKER_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
+
+
+def mkimage(argv, conf=None, stdin=None):
+    """mkimage size format host:<ds>/<vmid>/disk.i vmid dsid
+
+    ``format`` is the disk FORMAT (src/tm/TransferManager.cc:124-133, release-7.4.0):
+    ``raw`` (LVs are raw block devices; ``qcow2`` is refused).  The file system of a
+    volatile disk is the VM's ``DISK[DISK_ID=i]/FS``, read as fs_lvm/mkimage does
+    (``onevm show -x``, src/tm_mad/fs_lvm/mkimage:62-67): oned passes no VM on a TM
+    transfer line's stdin (one_tm.rb:85-86,133: ``do_transfer_action(id, command)``,
+    stdin nil).  A VM XML on stdin (base64 or plain) is used when present.  A FORMAT
+    that names a file system (``ext4``: OpenNebula <= 5 and the 3.2 FSTYPE) or ``swap``
+    is kept working.
+    """
     size, fmt, dst, vmid, dsid = validate.argc(
         argv, 5, usage="mkimage size format host:dir/disk.i vmid dsid"
     )
@@ -81,9 +100,82 @@ def mkimage(argv, conf=None):
     conf = _load(conf, dsid)
     dst = Location(dst, "destination").check_vm(vmid, conf.datastores_dir, disk=True)
     fmt = validate.fstype(fmt) if fmt else "raw"
-    fs = None if fmt in ("raw", "qcow2", "none") else fmt
+    if fmt == "qcow2":
+        raise DriverError(f"volatile disk {dst.disk_id} of VM {vmid}: FORMAT qcow2 is not supported "
+                          "(gfs2clvm disks are raw LVs): use FORMAT=raw")
+    if fmt in ("raw", "none"):
+        fs = vm_disk_attr(conf, vmid, dst.disk_id, "FS", stdin) or None
+    else:  # a FORMAT naming the file system (OpenNebula <= 5, the 3.2 FSTYPE): checked below
+        fs = fmt
+    if fs is not None:
+        fs = check_fs(fs, f"volatile disk {dst.disk_id} of VM {vmid}")
     salt_ssh(dst.host, "gfs2clvm_tm.mkimage", dst.path, vmid, dst.disk_id, size,
              fs=fs, vg=conf["vg"], conf=conf)
+
+
+def check_fs(fs, what):
+    """``fs`` when the workers can make it (or ``swap``), else a clear refusal."""
+    text = str(fs).strip().lower()
+    if text != "swap" and text not in WORKER_FS:
+        raise DriverError(f"{what}: unsupported file system {str(fs)[:32]!r} "
+                          f"(supported: {', '.join(WORKER_FS)})")
+    return text
+
+
+def read_vm_stdin(stdin=None):
+    """The VM XML root oned (or a calling TM) gave on stdin, base64 or plain; None when
+    stdin is empty, a terminal (run by hand) or absent.  Never blocks on a tty."""
+    if stdin is None:
+        if sys.stdin is None or sys.stdin.closed or sys.stdin.isatty():
+            return None
+        try:
+            stdin = sys.stdin.read()
+        except (OSError, ValueError):
+            return None
+    text = str(stdin).strip()
+    if not text:
+        return None
+    if not text.startswith("<"):
+        try:
+            text = base64.b64decode("".join(text.split()), validate=True).decode()
+        except (binascii.Error, ValueError):
+            raise DriverError("the VM template on stdin is neither base64 nor XML") from None
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as err:
+        raise DriverError(f"the VM template on stdin is not XML: {err}") from None
+    if root.tag != "VM":
+        raise DriverError(f"the template on stdin is <{root.tag}>, not <VM>")
+    return root
+
+
+def vm_disk_attr(conf, vmid, disk_id, attr, stdin=None):
+    """``/VM/TEMPLATE/DISK[DISK_ID=disk_id]/<attr>`` from stdin's VM, else ``onevm show -x``.
+
+    No ``onevm`` on this host (the driver run by hand or in tests, never under oned):
+    logged, and "" returned.
+    """
+    root = read_vm_stdin(stdin)
+    if root is None:
+        try:
+            proc = subprocess.run([conf["onevm"], "show", "-x", str(vmid)], capture_output=True,
+                                  text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            info(f"mkimage: {conf['onevm']} not found: DISK/FS of VM {vmid} not read (config onevm)")
+            return ""
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise DriverError(f"cannot read VM {vmid} with onevm show -x: {err}") from None
+        if proc.returncode != 0:
+            raise DriverError(f"cannot read VM {vmid} with onevm show -x: "
+                              f"{' '.join(proc.stderr.split()) or f'exit {proc.returncode}'}")
+        try:
+            root = ET.fromstring(proc.stdout)
+        except ET.ParseError as err:
+            raise DriverError(f"onevm show -x {vmid} printed no XML: {err}") from None
+    for disk in root.findall("TEMPLATE/DISK"):
+        if (disk.findtext("DISK_ID") or "").strip() == str(disk_id):
+            return (disk.findtext(attr) or "").strip()
+    return ""
 
 
 def mkswap(argv, conf=None):
