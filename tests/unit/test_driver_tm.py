@@ -100,7 +100,10 @@ CASES = [
 def test_action_is_one_salt_ssh_call(fakes, action, argv, targets, fun, args, kwargs):
     rc, out, err = fakes.run("tm", action, *argv)
     assert (rc, out, err) == (0, "", "")
-    assert fakes.only_call() == (targets, f"gfs2clvm_tm.{fun}", args, kwargs)
+    call = fakes.only_call()
+    if fun == "premigrate":  # one fresh handoff word per call (the source tells the destination)
+        assert re.fullmatch(r"[0-9a-f]{32}", call[3].pop("handoff"))
+    assert call == (targets, f"gfs2clvm_tm.{fun}", args, kwargs)
 
 
 def test_per_datastore_override_of_the_vg(fakes):
@@ -410,3 +413,80 @@ def test_mkimage_names_a_vm_oned_cannot_show(fakes):
     assert rc == 1 and reason(err) == ("cannot read VM 42 with onevm show -x: "
                                        "[one.vm.info] Error getting virtual machine [42].")
     assert fakes.calls() == []
+
+
+# ------------------------------------------------------- migrations: VM on stdin, migrate_other
+def _remotes(fakes, other=None, other_rc=0):
+    """A ``remotes/`` tree: our premigrate/postmigrate + lib, and an ``other`` TM recording its calls."""
+    import shutil
+
+    base = fakes.tmp / "remotes"
+    (base / "tm" / "gfs2clvm").mkdir(parents=True)
+    (base / "lib").symlink_to(TM / "lib")
+    for action in ("premigrate", "postmigrate", "failmigrate"):
+        shutil.copy(TM / "tm" / "gfs2clvm" / action, base / "tm" / "gfs2clvm" / action)
+        if other:
+            script = base / "tm" / other / action
+            script.parent.mkdir(exist_ok=True)
+            script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {fakes.state}/other.log\n"
+                              f"cat >> {fakes.state}/other.stdin\n"
+                              f"[ {other_rc} = 0 ] || echo 'ERROR: other broke'; [ {other_rc} = 0 ] || "
+                              f"echo 'shared LUN busy' >&2; exit {other_rc}\n")
+            script.chmod(0o755)
+    return base
+
+
+def _run_remote(fakes, base, action, *args, stdin=""):
+    import subprocess
+
+    proc = subprocess.run([str(base / "tm" / "gfs2clvm" / action), *map(str, args)], input=stdin.encode(),
+                          capture_output=True, env=fakes.env, timeout=60, check=False)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+VM_TWO_TMS = ("<VM><ID>42</ID><TEMPLATE><DISK><DISK_ID>0</DISK_ID><TM_MAD>gfs2clvm</TM_MAD></DISK>"
+              "<DISK><DISK_ID>1</DISK_ID><TM_MAD>shared</TM_MAD></DISK><DISK><DISK_ID>2</DISK_ID>"
+              "<TYPE>fs</TYPE></DISK></TEMPLATE></VM>")
+
+
+def test_premigrate_hands_the_call_on_to_the_other_tm_of_the_vms_disks(fakes):
+    """As fs_lvm/premigrate's migrate_other: the other TM gets our 5 arguments + our name and the
+    VM base64 on stdin; called with a 6th argument (by another system TM), nothing is handed on."""
+    base = _remotes(fakes, "shared")
+    b64 = base64.b64encode(VM_TWO_TMS.encode()).decode()
+    rc, out, err = _run_remote(fakes, base, "premigrate", "node1", "node2", D42, 42, 0, stdin=b64 + "\n")
+    assert (rc, out) == (0, ""), err
+    assert (fakes.state / "other.log").read_text() == (
+        f"{base}/tm/shared/premigrate node1 node2 {D42} 42 0 gfs2clvm\n")
+    assert base64.b64decode((fakes.state / "other.stdin").read_text()).decode() == VM_TWO_TMS
+    assert len(fakes.calls()) == 1
+    (fakes.state / "other.log").unlink()
+    rc, _, err = _run_remote(fakes, base, "premigrate", "node1", "node2", D42, 42, 0, "fs_lvm", stdin=b64)
+    assert rc == 0, err
+    assert not (fakes.state / "other.log").exists() and len(fakes.calls()) == 2
+
+
+def test_premigrate_refuses_when_the_other_tm_fails_or_is_missing(fakes):
+    b64 = base64.b64encode(VM_TWO_TMS.encode()).decode()
+    base = _remotes(fakes, "shared", other_rc=3)
+    rc, _, err = _run_remote(fakes, base, "premigrate", "node1", "node2", D42, 42, 0, stdin=b64)
+    assert rc == 1 and reason(err) == "shared/premigrate failed: shared LUN busy"
+    # postmigrate is no_fail for oned: the other TM's failure is logged, ours succeeded
+    rc, _, err = _run_remote(fakes, base, "postmigrate", "node1", "node2", D42, 42, 0, stdin=b64)
+    assert rc == 0 and "INFO: postmigrate: shared/postmigrate failed: shared LUN busy" in err
+    (fakes.tmp / "two").mkdir()
+    fakes2 = Fakes(fakes.tmp / "two")
+    base = _remotes(fakes2)
+    rc, _, err = _run_remote(fakes2, base, "premigrate", "node1", "node2", D42, 42, 0, stdin=b64)
+    assert rc == 1 and reason(err) == (f"the VM has disks of TM_MAD shared, but {base}/tm/shared/premigrate "
+                                       "does not exist: cannot prepare them for live migration")
+    assert fakes2.calls() == []
+
+
+def test_migrate_without_stdin_and_with_a_bad_template(fakes):
+    rc, _, err = fakes.run("tm", "failmigrate", "node1", "node2", D42, 42, 0)  # stdin empty: run by hand
+    assert (rc, err) == (0, "")
+    rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0, stdin="not base64 at all!")
+    assert rc == 1 and reason(err) == "the VM template on stdin is neither base64 nor XML"
+    rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0, "bad;name")
+    assert rc == 1 and reason(err) == "invalid system TM_MAD 'bad;name' (6th argument)"

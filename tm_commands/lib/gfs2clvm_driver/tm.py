@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import uuid
 import xml.etree.ElementTree as ET
 
 from . import config, stream, validate
@@ -347,35 +348,130 @@ def snap_revert(argv, conf=None):
     _snap("snap_revert", argv, conf)
 
 
-def _migrate(action, argv, conf):
-    validate.argc(argv, 5, 6, usage=f"{action} srchost dsthost vmdir vmid dsid [template]")
+TM_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _own_tm():
+    """This TM's name: the directory of the running executable (``remotes/tm/<name>/<action>``),
+    as tm_common.sh ``migrate_other`` takes it (``MAD=${DRIVER_PATH##*/}``)."""
+    name = os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0] or "")))
+    return name if TM_NAME_RE.match(name) and name not in ("lib", "bin", "") else "gfs2clvm"
+
+
+def other_tms(vm, own):
+    """TM_MADs of the VM's disks other than ``own`` (``/VM/TEMPLATE/DISK/TM_MAD``), in order."""
+    found = []
+    for disk in vm.findall("TEMPLATE/DISK") if vm is not None else []:
+        name = (disk.findtext("TM_MAD") or "").strip()
+        if name and name != own and name not in found:
+            if not TM_NAME_RE.match(name):
+                raise DriverError(f"invalid TM_MAD {name[:40]!r} in the VM template")
+            found.append(name)
+    return found
+
+
+def _migrate(action, argv, conf, stdin=None):
+    """premigrate/postmigrate/failmigrate ``srchost dsthost vmdir vmid dsid [system TM_MAD]``.
+
+    oned (src/vmm_mad/exec/one_vmm_exec.rb:598-673, release-7.4.0) runs them with 5
+    arguments (TransferManager.cc:1974-1988) and the VM template base64 on stdin
+    (``:stdin => action.data[:vm]``, one_vmm_exec.rb:88-90); a system TM handing the call
+    on to the TM of some disks adds its own name as 6th argument (tm_common.sh
+    ``migrate_other``, called by src/tm_mad/fs_lvm/premigrate:65).  Called as the system
+    TM, the same is done here for the VM's disks of other TM_MADs (premigrate refuses to
+    go on when one fails; post/failmigrate log it).  postmigrate is ``:no_fail`` for oned
+    (one_vmm_exec.rb:664-670): the VM already runs on the destination, and a failure
+    there never deactivates its disks on the destination.
+    """
+    validate.argc(argv, 5, 6, usage=f"{action} srchost dsthost vmdir vmid dsid [system TM_MAD]")
     src, dst, vmdir, vmid, dsid = argv[:5]
+    caller, vm = _sixth(argv[5]) if len(argv) == 6 else (None, None)
     src, dst = validate.host(src, "source host"), validate.host(dst, "destination host")
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(f"{dst}:{vmdir}", "VM directory")
     loc.check_vm(vmid, conf.datastores_dir, disk=False)
     vmdir = loc.path  # validated and normalised (oned passes /var/lib/one//datastores/...)
+    vm = read_vm_stdin(stdin) if vm is None else vm
+    own = _own_tm()
+    others = [] if caller is not None else other_tms(vm, own)
+    scripts = _other_scripts(action, others)
     if src == dst:
         info(f"{action}: {src} to itself, nothing to do")
         return
+    kwargs = {"handoff": uuid.uuid4().hex} if action == "premigrate" else {}
     salt_ssh_many([src, dst], f"gfs2clvm_tm.{action}", vmid, vmdir,
-                  src_host=src, dst_host=dst, vg=conf["vg"], conf=conf)
+                  src_host=src, dst_host=dst, vg=conf["vg"], conf=conf, **kwargs)
+    _migrate_other(action, scripts, list(map(str, argv[:5])) + [own], vm)
 
 
-def premigrate(argv, conf=None):
-    """premigrate srchost dsthost vmdir vmid dsid [template]: shared on both hosts"""
-    _migrate("premigrate", argv, conf)
+def _sixth(arg):
+    """(system TM name, None) -- or (None, VM root) for a base64 VM template there
+    (fs_lvm/premigrate's stale header comment calls the 6th argument "template")."""
+    text = str(arg)
+    try:
+        decoded = base64.b64decode(text, validate=True).lstrip()
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if decoded.startswith(b"<"):
+        return None, read_vm_stdin(text)
+    if not TM_NAME_RE.match(text):
+        raise DriverError(f"invalid system TM_MAD {text[:40]!r} (6th argument)")
+    return text, None
 
 
-def postmigrate(argv, conf=None):
-    """postmigrate srchost dsthost vmdir vmid dsid [template]: src off, dst exclusive"""
-    _migrate("postmigrate", argv, conf)
+def _other_scripts(action, others):
+    """``remotes/tm/<TM_MAD>/<action>`` of each other TM, checked before anything changes."""
+    base = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0] or "")))
+    scripts = []
+    for name in others:
+        path = os.path.join(base, name, action)
+        if not os.access(path, os.X_OK):
+            if action == "premigrate":
+                raise DriverError(f"the VM has disks of TM_MAD {name}, but {path} does not exist: "
+                                  "cannot prepare them for live migration")
+            info(f"{action}: no {path} for the VM's {name} disks, skipped")
+            continue
+        scripts.append((name, path))
+    return scripts
 
 
-def failmigrate(argv, conf=None):
-    """failmigrate srchost dsthost vmdir vmid dsid [template]: dst off, src exclusive again"""
-    _migrate("failmigrate", argv, conf)
+def _migrate_other(action, scripts, args, vm):
+    """Run the other TMs' ``action`` with our arguments + our name, the VM on stdin."""
+    data = base64.b64encode(ET.tostring(vm)) if vm is not None else b""
+    for name, path in scripts:
+        info(f"{action}: calling {name}/{action}")
+        try:
+            proc = subprocess.run([path, *args], input=data, capture_output=True, check=False,
+                                  timeout=3600)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            proc, why = None, str(err)
+        if proc is not None and proc.returncode == 0:
+            continue
+        if proc is not None:
+            from .core import oned_reason  # pylint: disable=import-outside-toplevel
+
+            why = oned_reason(proc.stderr.decode(errors="replace"))
+            if why == "-":
+                why = f"exit {proc.returncode}"
+        if action == "premigrate":
+            raise DriverError(f"{name}/{action} failed: {why}")
+        info(f"{action}: {name}/{action} failed: {why}")
+
+
+def premigrate(argv, conf=None, stdin=None):
+    """premigrate srchost dsthost vmdir vmid dsid [system TM_MAD] (VM base64 on stdin): shared on both hosts"""
+    _migrate("premigrate", argv, conf, stdin)
+
+
+def postmigrate(argv, conf=None, stdin=None):
+    """postmigrate srchost dsthost vmdir vmid dsid [system TM_MAD] (VM base64 on stdin): src off, dst exclusive"""
+    _migrate("postmigrate", argv, conf, stdin)
+
+
+def failmigrate(argv, conf=None, stdin=None):
+    """failmigrate srchost dsthost vmdir vmid dsid [system TM_MAD] (VM base64 on stdin): dst off, src exclusive"""
+    _migrate("failmigrate", argv, conf, stdin)
 
 
 def monitor(argv, conf=None, stdin=None):
