@@ -149,12 +149,27 @@ class Oned:
         try:
             if path:
                 stat_xml = f"<IMAGE><PATH>{_esc(path)}</PATH><SIZE>{size_mb or ''}</SIZE></IMAGE>"
-                call = self.driver.ds(ds.ds_mad, "stat", img.id, _action_data(stat_xml, ds.to_xml()))
+                call = self.driver.ds(ds.ds_mad, "stat", img.id, _action_data(stat_xml, ds.to_xml()),
+                                      check=False)
+                if not call.ok:
+                    # src/image/ImageManagerProtocol.cc:39-56 passes the reason to the request;
+                    # src/rm/api/ImageAPI.cc:851-855 (release-7.4.0): the allocate call fails
+                    # with "Cannot parse image SIZE: <reason>" and no image is made
+                    img.error = f"Cannot parse image SIZE: {call.reason()}"
+                    raise DriverError(call)
                 img.size_mb = _first_int(call.stdout, "stat")
-                call = self.driver.ds(ds.ds_mad, "cp", img.id, _action_data(img.to_xml(), ds.to_xml()))
+                call = self.driver.ds(ds.ds_mad, "cp", img.id, _action_data(img.to_xml(), ds.to_xml()),
+                                      check=False)
+                if not call.ok:
+                    img.error = _copy_error(call)
+                    raise DriverError(call)
                 img.source, img.format = _source_format(call.stdout)
             else:
-                call = self.driver.ds(ds.ds_mad, "mkfs", img.id, _action_data(img.to_xml(), ds.to_xml()))
+                call = self.driver.ds(ds.ds_mad, "mkfs", img.id, _action_data(img.to_xml(), ds.to_xml()),
+                                      check=False)
+                if not call.ok:
+                    img.error = _copy_error(call)
+                    raise DriverError(call)
                 img.source = _first_token(call.stdout, "mkfs")
         except DriverError:
             img.state = "ERROR"
@@ -187,7 +202,7 @@ class Oned:
                     disk.content = img.content if img.persistent else bytearray(img.content)
             else:
                 disk = Disk(disk_id, type=spec["type"], size_mb=spec["size_mb"],
-                            format=spec.get("format", "raw"), clone=False)
+                            format=spec.get("format", "raw"), fs=spec.get("fs", ""), clone=False)
             vm_disks.append(disk)
         vm = VM(self._next_vm, name, vm_disks, context=context)
         self._next_vm += 1
@@ -445,6 +460,12 @@ class Oned:
             body.append(f"{key}='{str(value).replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'")
         path.write_text("\n".join(body) + "\n")
         return str(path)
+
+
+def _copy_error(call) -> str:
+    """An image's ERROR after a failed CP/MKFS (ImageManagerProtocol.cc:131-143, release-7.4.0)."""
+    info = call.reason()
+    return "Error copying image in the datastore" + (f": {info}" if info and info[0] != "-" else "")
 
 
 def _esc(text: str) -> str:

@@ -169,3 +169,22 @@ def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
     assert err.startswith("ERROR: ") and err.count("\n") == 2 and message in err
     assert err == failed(reason(err)) and message in reason(err)
     assert fakes.calls() == []
+
+
+def test_stat_refusals_reach_the_user_as_a_reason(fakes, tmp_path):
+    """Found under real oned: a path outside SAFE_DIRS showed ``Cannot parse image SIZE: `` --
+    oned makes the plain stderr line the reason (ImageManagerProtocol.cc:39-56, ImageAPI.cc:853)."""
+    img = tmp_path / "x.img"
+    img.write_bytes(b"1")
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": str(img)},
+                                                                   {"SAFE_DIRS": "/var/tmp"}))
+    assert (rc, out) == (1, "")
+    assert reason(err) == f"not allowed to copy images from {img} (SAFE_DIRS/RESTRICTED_DIRS)"
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3}))
+    assert (rc, out, reason(err)) == (1, "", "image has no PATH")
+    fakes.reply(value={"ok": True})
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://9/0"}))
+    assert (rc, out) == (1, "") and reason(err).startswith("gfs2clvm_tm.ds_stat on node")
+    fakes.reply(rc=0, out={}, stderr="[ERROR   ] No matching targets found in roster.\n")
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://9/0"}))
+    assert (rc, out) == (1, "") and reason(err).startswith("host node") and "is not in the salt-ssh roster" in reason(err)
