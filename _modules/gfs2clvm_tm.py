@@ -697,7 +697,8 @@ def _handoff_write(conf, path, text):
 
 def _handoff_wait(conf, path, src_host):
     """Wait until the source has converted its exclusive locks to shared (or failed)."""
-    deadline = time.monotonic() + conf["migrate_wait"]
+    start = time.monotonic()
+    deadline = start + conf["migrate_wait"]
     while not os.path.exists(path):
         if time.monotonic() >= deadline:
             raise CommandExecutionError(f"the source host {src_host} did not share the VM's LVs "
@@ -711,6 +712,7 @@ def _handoff_wait(conf, path, src_host):
         raise CommandExecutionError(f"cannot read {path}: {err.strerror}") from err
     if text != "shared":
         raise CommandExecutionError(f"the source host {src_host} could not share the VM's LVs: {text}")
+    return round(time.monotonic() - start, 1)
 
 
 def premigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None, handoff=None):
@@ -750,14 +752,12 @@ def premigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None, handoff=None)
         if path:
             _handoff_write(conf, path, "shared")
         return _ret("premigrate", role=role, shared=[lv for _, lv in lvs])
-    if path:
-        _handoff_wait(conf, path, src_host)
+    waited = _handoff_wait(conf, path, src_host) if path else None
     with _Undo() as undo:
         for lv_vg, lv in lvs:
             _activate_wait(conf, lv_vg, lv, "shared")
-            if role == "destination":
-                undo.add(f"deactivate {lv}", _p("lv_deactivate"), lv, vg=lv_vg)
-    return _ret("premigrate", role=role, shared=[lv for _, lv in lvs])
+            undo.add(f"deactivate {lv}", _p("lv_deactivate"), lv, vg=lv_vg)
+    return _ret("premigrate", role=role, shared=[lv for _, lv in lvs], waited_s=waited)
 
 
 def postmigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None):
