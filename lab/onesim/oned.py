@@ -113,6 +113,33 @@ class Oned:
         self.vms: dict[int, VM] = {}
         self._next_vm = first_vm_id
         self._next_image = first_image_id
+        self._onevm_dir = self._install_onevm()
+
+    def _install_onevm(self) -> Path:
+        """An ``onevm`` on the drivers' PATH answering ``onevm show -x <id>`` with the VM as
+        oned would (mkimage reads DISK/FS that way, like fs_lvm/mkimage:62-67)."""
+        import os
+        import sys
+        import tempfile
+
+        bindir = Path(tempfile.mkdtemp(prefix="onesim-onevm-"))
+        script = bindir / "onevm"
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import os, sys\n"
+            "path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vm-%s.xml' % sys.argv[-1])\n"
+            "if sys.argv[1:3] != ['show', '-x'] or not os.path.exists(path):\n"
+            "    sys.stderr.write('[one.vm.info] Error getting virtual machine [%s].\\n' % sys.argv[-1])\n"
+            "    sys.exit(255)\n"
+            "sys.stdout.write(open(path).read())\n")
+        script.chmod(0o755)
+        env = self.driver.env
+        env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', os.defpath)}"
+        return bindir
+
+    def _publish(self, vm: VM):
+        """What ``onevm show -x`` prints for ``vm`` from now on."""
+        (self._onevm_dir / f"vm-{vm.id}.xml").write_text(vm.to_xml())
 
     # ------------------------------------------------------------------ helpers
     def system_dir(self, vm: VM, previous=False) -> str:
@@ -357,6 +384,7 @@ class Oned:
     # ------------------------------------------------------------------ transfer scripts
     def _transfer(self, vm: VM, lines):
         """Run a transfer script: stop at the first failure (one_tm.rb action_transfer)."""
+        self._publish(vm)
         for tm_mad, action, args in lines:
             try:
                 self.driver.tm(tm_mad, action, args)

@@ -382,3 +382,16 @@ def test_stat_failure_is_the_allocate_error(oned, fake):
         oned.image_create("j", path="/x")
     img = oned.images[max(oned.images)]
     assert img.error == "Error copying image in the datastore: not allowed to copy images from /x"
+
+
+def test_mkimage_gets_the_format_and_onevm_shows_the_disk_fs(oned, fake, tmp_path):
+    """TransferManager.cc:124-133: MKIMAGE size FORMAT ...; the FS is the VM's DISK/FS, which
+    the driver reads with ``onevm show -x`` (the simulator answers it like oned)."""
+    import subprocess
+
+    vm = oned.instantiate("v", [{"type": "FS", "size_mb": 16, "format": "raw", "fs": "ext4"}], "node1")
+    calls = fake.calls()
+    assert [(c["action"], c["argv"][:2]) for c in calls] == [("mkimage", ["16", "raw"])]
+    proc = subprocess.run(["onevm", "show", "-x", str(vm.id)], capture_output=True, text=True,
+                          env=oned.driver.env, check=True)
+    assert "<DISK_ID>0</DISK_ID>" in proc.stdout and "<FS>ext4</FS>" in proc.stdout
