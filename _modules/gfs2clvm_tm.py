@@ -10,7 +10,8 @@ the same action works.
 
 Settings: ``config.get('gfs2clvm')`` like the primitives (``vg``,
 ``mountpoint``, ``default_size_mb``, ``thin_pool``) plus ``lock_wait`` (seconds a
-host waits for another host to release an lvmlockd lock during migrations).
+host waits for another host to release an lvmlockd lock during migrations) and
+``migrate_wait`` (seconds premigrate's destination waits for the source's half).
 """
 
 import base64
@@ -39,6 +40,7 @@ DEFAULTS = {
     "default_size_mb": 1024,
     "thin_pool": "",
     "lock_wait": 60,
+    "migrate_wait": 600,
 }
 STAGING = ".gfs2clvm-staging"
 STAGING_MAX_AGE = 24 * 3600
@@ -71,6 +73,7 @@ def _conf():
     conf["mountpoint"] = _path(conf["mountpoint"], "mountpoint")
     conf["vg"] = _vg(conf["vg"])
     conf["lock_wait"] = int(conf["lock_wait"])
+    conf["migrate_wait"] = int(conf["migrate_wait"])
     return conf
 
 
@@ -676,11 +679,55 @@ def _migrate(action, vmid, vmdir, src_host, dst_host, vg):
     return conf, role, lvs
 
 
-def premigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None):
+def _handoff_path(conf, handoff):
+    if not isinstance(handoff, str) or not re.fullmatch(r"[0-9a-f]{32}", handoff):
+        raise SaltInvocationError("handoff must be 32 hex digits")
+    return os.path.join(_staging_dir(conf), f"premigrate-{handoff}")
+
+
+def _handoff_write(conf, path, text):
+    """The source's word to the destination, on the shared GFS2 (atomic: write + rename)."""
+    try:
+        os.makedirs(_staging_dir(conf), exist_ok=True)
+        with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.rename(f"{path}.tmp", path)
+    except OSError as err:
+        log.error("gfs2clvm_tm: cannot write %s: %s", path, err)
+
+
+def _handoff_wait(conf, path, src_host):
+    """Wait until the source has converted its exclusive locks to shared (or failed)."""
+    start = time.monotonic()
+    deadline = start + conf["migrate_wait"]
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            raise CommandExecutionError(f"the source host {src_host} did not share the VM's LVs "
+                                        f"within {conf['migrate_wait']} s (migrate_wait)")
+        time.sleep(0.2)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read().strip()
+        os.unlink(path)
+    except OSError as err:
+        raise CommandExecutionError(f"cannot read {path}: {err.strerror}") from err
+    if text != "shared":
+        raise CommandExecutionError(f"the source host {src_host} could not share the VM's LVs: {text}")
+    return round(time.monotonic() - start, 1)
+
+
+def premigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None, handoff=None):
     """
-    Before a live migration: activate the VM's LVs shared on both hosts (the
-    source converts its exclusive lock; the destination waits for that).  Thin
+    Before a live migration: activate the VM's LVs shared on both hosts.  Thin
     LVs cannot be active on two hosts: refused before anything changes.
+
+    Order: the source converts its exclusive locks to shared first; with
+    ``handoff`` (32 hex digits, one per call) it then writes that word to the
+    shared GFS2 and the destination activates only after reading it -- so the
+    destination's ``lock_wait`` never runs out while the source is still
+    starting (a TCG worker's salt-call alone takes seconds).  The destination
+    waits up to ``migrate_wait`` s for the source.  Without ``handoff`` the
+    destination just retries for ``lock_wait`` s.
 
     CLI Example:
 
@@ -689,16 +736,29 @@ def premigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None):
         salt-ssh -L node1,node2 gfs2clvm_tm.premigrate 42 /var/lib/one/datastores/0/42 src_host=node1 dst_host=node2
     """
     conf, role, lvs = _migrate("premigrate", vmid, vmdir, src_host, dst_host, vg)
-    infos = [_p("lv_info")(lv, vg=lv_vg) for lv_vg, lv in lvs]
-    thin = [info["name"] for info in infos if info["thin"]]
-    if thin:
-        raise CommandExecutionError(f"thin LVs cannot be active on two hosts: {', '.join(thin)} (no live migration)")
+    path = None if handoff is None else _handoff_path(conf, handoff)
+    try:
+        infos = [_p("lv_info")(lv, vg=lv_vg) for lv_vg, lv in lvs]
+        thin = [info["name"] for info in infos if info["thin"]]
+        if thin:
+            raise CommandExecutionError(f"thin LVs cannot be active on two hosts: {', '.join(thin)} (no live migration)")
+        if role == "source":
+            for lv_vg, lv in lvs:
+                _activate_wait(conf, lv_vg, lv, "shared")  # ex -> sh: lets the destination in
+    except Exception as err:
+        if path and role == "source":
+            _handoff_write(conf, path, f"failed: {err}")
+        raise
+    if role == "source":
+        if path:
+            _handoff_write(conf, path, "shared")
+        return _ret("premigrate", role=role, shared=[lv for _, lv in lvs])
+    waited = _handoff_wait(conf, path, src_host) if path else None
     with _Undo() as undo:
         for lv_vg, lv in lvs:
             _activate_wait(conf, lv_vg, lv, "shared")
-            if role == "destination":
-                undo.add(f"deactivate {lv}", _p("lv_deactivate"), lv, vg=lv_vg)
-    return _ret("premigrate", role=role, shared=[lv for _, lv in lvs])
+            undo.add(f"deactivate {lv}", _p("lv_deactivate"), lv, vg=lv_vg)
+    return _ret("premigrate", role=role, shared=[lv for _, lv in lvs], waited_s=waited)
 
 
 def postmigrate(vmid, vmdir, src_host=None, dst_host=None, vg=None):

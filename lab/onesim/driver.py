@@ -11,9 +11,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
+
+# src/mad/ruby/DriverExecHelper.rb:178 (release-7.4.0): a log line, and the VM id after it
+ONED_LOG_LINE = re.compile(r"^(ERROR|INFO|WARN|DEBUG):\s+(\d+)?\s*(.*)$")
 
 
 @dataclasses.dataclass
@@ -39,19 +43,45 @@ class Call:
         return f"{'ds' if self.kind == 'datastore' else 'tm'}/{self.action}"
 
     def error_line(self) -> str:
-        """The message oned would show: stderr ``ERROR:`` line, else the last stderr line."""
+        """The driver's logged line: stderr ``ERROR:`` line, else the last stderr line."""
         lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
         for line in lines:
             if line.startswith("ERROR:"):
                 return line
         return lines[-1] if lines else f"exit {self.rc}"
 
+    def reason(self, version: int = 7) -> str:
+        """The failure reason oned shows the user (``onevm show`` ERROR, an image's error).
+
+        7.x (src/mad/ruby/DriverExecHelper.rb:175-207, release-7.4.0): stderr lines
+        matching ``^(ERROR|INFO|WARN|DEBUG):\\s+`` are LOG messages; the other lines,
+        stripped and joined with no separator, are the reason; none -> ``-``.
+        6.x (release-6.10.5 DriverExecHelper.rb:153-165 + CommandManager.rb:96-101): the
+        whole stderr, newlines turned into spaces, stripped; empty -> ``-``.
+        """
+        if version < 7:
+            return self.stderr.replace("\n", " ").strip() or "-"
+        text = "".join(ln.strip() for ln in self.stderr.splitlines() if not ONED_LOG_LINE.match(ln.strip()))
+        return text.strip() or "-"
+
+    def logged_vm_ids(self) -> list[int]:
+        """VM ids oned 7.x would route this call's log lines to (``INFO: <n> ...``,
+        DriverExecHelper.rb:178-189); oned 7.4.0 crashes on an id that does not exist."""
+        ids = []
+        for line in self.stderr.splitlines():
+            match = ONED_LOG_LINE.match(line.strip())
+            if match and match.group(2) is not None:
+                ids.append(int(match.group(2)))
+        return ids
+
 
 class DriverError(RuntimeError):
     """A driver call failed; oned would move the VM/image to a failure state."""
 
     def __init__(self, call: Call):
-        super().__init__(f"{call.short} exited {call.rc}: {call.error_line()}")
+        reason = call.reason()
+        detail = "" if reason != "-" else f" (oned shows no reason; stderr: {call.error_line()})"
+        super().__init__(f"{call.short} exited {call.rc}: {reason}{detail}")
         self.call = call
 
 

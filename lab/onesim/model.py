@@ -75,6 +75,7 @@ class Image:
     source: str = ""
     fs: str = ""
     state: str = "LOCKED"
+    error: str = ""  # the image's ERROR message as oned sets it (what `oneimage show` shows)
     template: dict = dataclasses.field(default_factory=dict)
     # What the matrix expects the image to hold (first len(content) bytes), or None.
     content: bytearray | None = None
@@ -106,6 +107,7 @@ class Disk:
     persistent: bool = False
     size_mb: int = 0
     format: str = "raw"
+    fs: str = ""  # DISK/FS of a volatile disk (mkimage reads it with `onevm show -x`)
     # What the matrix expects the disk to hold (first len(content) bytes), or None.
     content: bytearray | None = None
 
@@ -128,6 +130,7 @@ class VM:
     prev_host: str | None = None
     prev_ds_id: int | None = None
     checkpoint: bytes | None = None  # what the hypervisor saved on suspend/stop
+    log: list[str] = dataclasses.field(default_factory=list)  # what oned writes to the VM log
 
     @property
     def context_disk_id(self) -> int:
@@ -147,7 +150,8 @@ class VM:
             f"<DATASTORE_ID>{'' if d.ds_id is None else d.ds_id}</DATASTORE_ID>"
             f"<CLONE>{'YES' if d.clone else 'NO'}</CLONE><SAVE>{'YES' if d.save else 'NO'}</SAVE>"
             f"<PERSISTENT>{'YES' if d.persistent else 'NO'}</PERSISTENT>"
-            f"<SIZE>{d.size_mb}</SIZE><FORMAT>{escape(d.format)}</FORMAT></DISK>"
+            f"<SIZE>{d.size_mb}</SIZE><FORMAT>{escape(d.format)}</FORMAT>"
+            + (f"<FS>{escape(d.fs)}</FS>" if d.fs else "") + "</DISK>"
             for d in self.disks
         )
         return (

@@ -117,6 +117,33 @@ class Oned:
         self._next_request = 1000  # SyncRequest ids: never an image's (kept apart on purpose)
         self.monitord = None  # a onesim.monitord.Monitord: MONITOR_VM messages of the TM monitor
         self.disk_sizes: dict[int, dict[int, int]] = {}  # VM id -> disk id -> MB (DISK_SIZE)
+        self._onevm_dir = self._install_onevm()
+
+    def _install_onevm(self) -> Path:
+        """An ``onevm`` on the drivers' PATH answering ``onevm show -x <id>`` with the VM as
+        oned would (mkimage reads DISK/FS that way, like fs_lvm/mkimage:62-67)."""
+        import os
+        import sys
+        import tempfile
+
+        bindir = Path(tempfile.mkdtemp(prefix="onesim-onevm-"))
+        script = bindir / "onevm"
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import os, sys\n"
+            "path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vm-%s.xml' % sys.argv[-1])\n"
+            "if sys.argv[1:3] != ['show', '-x'] or not os.path.exists(path):\n"
+            "    sys.stderr.write('[one.vm.info] Error getting virtual machine [%s].\\n' % sys.argv[-1])\n"
+            "    sys.exit(255)\n"
+            "sys.stdout.write(open(path).read())\n")
+        script.chmod(0o755)
+        env = self.driver.env
+        env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', os.defpath)}"
+        return bindir
+
+    def _publish(self, vm: VM):
+        """What ``onevm show -x`` prints for ``vm`` from now on."""
+        (self._onevm_dir / f"vm-{vm.id}.xml").write_text(vm.to_xml())
 
     # ------------------------------------------------------------------ helpers
     def _request_id(self) -> int:
@@ -160,12 +187,27 @@ class Oned:
                 # SIZE only, and the id is a SyncRequest's (sr.id), not the image's: the image
                 # is allocated only after STAT answered (ImageAPI.cc:840-866)
                 stat_xml = f"<IMAGE><PATH>{_esc(path)}</PATH><SIZE>{size_mb or ''}</SIZE></IMAGE>"
-                call = self.driver.ds(ds.ds_mad, "stat", self._request_id(), _action_data(stat_xml, ds.to_xml()))
+                call = self.driver.ds(ds.ds_mad, "stat", self._request_id(), _action_data(stat_xml, ds.to_xml()),
+                                      check=False)
+                if not call.ok:
+                    # src/image/ImageManagerProtocol.cc:39-56 passes the reason to the request;
+                    # src/rm/api/ImageAPI.cc:851-855 (release-7.4.0): the allocate call fails
+                    # with "Cannot parse image SIZE: <reason>" and no image is made
+                    img.error = f"Cannot parse image SIZE: {call.reason()}"
+                    raise DriverError(call)
                 img.size_mb = _stat_size(call.stdout)
-                call = self.driver.ds(ds.ds_mad, "cp", img.id, _action_data(img.to_xml(), ds.to_xml()))
+                call = self.driver.ds(ds.ds_mad, "cp", img.id, _action_data(img.to_xml(), ds.to_xml()),
+                                      check=False)
+                if not call.ok:
+                    img.error = _copy_error(call)
+                    raise DriverError(call)
                 img.source, img.format = _source_format(call.stdout)
             else:
-                call = self.driver.ds(ds.ds_mad, "mkfs", img.id, _action_data(img.to_xml(), ds.to_xml()))
+                call = self.driver.ds(ds.ds_mad, "mkfs", img.id, _action_data(img.to_xml(), ds.to_xml()),
+                                      check=False)
+                if not call.ok:
+                    img.error = _copy_error(call)
+                    raise DriverError(call)
                 img.source = _mkfs_source(call.stdout)
         except (DriverError, SimError):  # a payload oned cannot use fails the image too
             img.state = "ERROR"
@@ -229,7 +271,7 @@ class Oned:
                     disk.content = img.content if img.persistent else bytearray(img.content)
             else:
                 disk = Disk(disk_id, type=spec["type"], size_mb=spec["size_mb"],
-                            format=spec.get("format", "raw"), clone=False)
+                            format=spec.get("format", "raw"), fs=spec.get("fs", ""), clone=False)
             vm_disks.append(disk)
         vm = VM(self._next_vm, name, vm_disks, context=context)
         self._next_vm += 1
@@ -309,10 +351,13 @@ class Oned:
             self.driver.tm(tm_mad, "failmigrate", args, stdin, check=False)
             vm.host = src
             raise
-        # POSTMIGRATE is :no_fail in one_vmm_exec.rb: the VM already runs on dst.
+        # POSTMIGRATE is :no_fail (src/vmm_mad/exec/one_vmm_exec.rb:664-670, release-7.4.0;
+        # execute_steps 282-292): its failure is only logged, the migration succeeds and the
+        # VM runs on dst -- the driver must leave it usable there.
         call = self.driver.tm(tm_mad, "postmigrate", args, stdin, check=False)
         if not call.ok:
-            raise DriverError(call)
+            vm.log.append(f"Failed to execute transfer manager driver operation: tm_postmigrate. "
+                          f"{call.reason()}")
 
     def stop(self, vm: VM):
         """``onevm stop``: save, then epilog_stop moves disks and dir to the front-end."""
@@ -381,6 +426,7 @@ class Oned:
     # ------------------------------------------------------------------ transfer scripts
     def _transfer(self, vm: VM, lines):
         """Run a transfer script: stop at the first failure (one_tm.rb action_transfer)."""
+        self._publish(vm)
         for tm_mad, action, args in lines:
             try:
                 self.driver.tm(tm_mad, action, args)
@@ -484,6 +530,12 @@ class Oned:
             body.append(f"{key}='{str(value).replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'")
         path.write_text("\n".join(body) + "\n")
         return str(path)
+
+
+def _copy_error(call) -> str:
+    """An image's ERROR after a failed CP/MKFS (ImageManagerProtocol.cc:131-143, release-7.4.0)."""
+    info = call.reason()
+    return "Error copying image in the datastore" + (f": {info}" if info and info[0] != "-" else "")
 
 
 def _esc(text: str) -> str:

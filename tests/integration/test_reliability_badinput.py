@@ -316,7 +316,9 @@ def assert_one_oned_error(proc):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ERROR: ")]
     assert len(errors) == 1, out
-    assert all(line.startswith(("ERROR: ", "INFO: ")) for line in lines), out
+    # every other line is logged (INFO:), except the one plain reason line oned shows (= the ERROR's text)
+    plain = [line for line in lines if not line.startswith(("ERROR: ", "INFO: "))]
+    assert plain == [errors[0][len("ERROR: "):]], out
     assert "Traceback" not in proc.stderr + proc.stdout, out
     assert "internal error" not in errors[0], out
     assert proc.stdout.strip() == "", out

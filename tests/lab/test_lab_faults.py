@@ -91,7 +91,9 @@ def one_error(proc):
     assert proc.returncode != 0, text
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ERROR: ")]
-    assert len(errors) == 1 and all(line.startswith(("ERROR: ", "INFO: ")) for line in lines), text
+    plain = [line for line in lines if not line.startswith(("ERROR: ", "INFO: "))]
+    # one logged ERROR line and the one plain reason line oned shows (the same text)
+    assert len(errors) == 1 and plain == [errors[0][len("ERROR: "):]], text
     assert "Traceback" not in proc.stderr and "internal error" not in errors[0], text
     return errors[0]
 

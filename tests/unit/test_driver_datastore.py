@@ -7,7 +7,7 @@ import hashlib
 import re
 
 import pytest
-from test_driver_support import IMG, MP, TM, VG, Fakes, ds_xml
+from test_driver_support import IMG, MP, TM, VG, Fakes, ds_xml, failed, reason
 
 SOURCE_RE = rf"/dev/{VG}/lv-oneimg-[0-9a-f]{{32}}"
 
@@ -73,7 +73,7 @@ def test_cp_local_file_outside_safe_dirs_or_inside_restricted_is_refused(fakes, 
     for ds in ({"SAFE_DIRS": "/var/tmp"}, {"SAFE_DIRS": str(tmp_path), "RESTRICTED_DIRS": str(tmp_path)}):
         rc, out, err = fakes.run("datastore", "cp", 1, stdin=ds_xml({"ID": 1, "PATH": str(img)}, ds))
         assert (rc, out) == (1, "")
-        assert err == f"ERROR: not allowed to copy images from {img} (SAFE_DIRS/RESTRICTED_DIRS)\n"
+        assert err == failed(f"not allowed to copy images from {img} (SAFE_DIRS/RESTRICTED_DIRS)")
     link = tmp_path / "safe"
     link.mkdir()
     (link / "shadow").symlink_to("/etc/shadow")
@@ -89,7 +89,8 @@ def test_cp_failing_stream_makes_no_control_call(fakes, tmp_path):
     fakes.env["FAKE_SSH_RC"] = "3"
     rc, _, err = fakes.run("datastore", "cp", 1, stdin=ds_xml({"ID": 1, "PATH": str(img)},
                                                                {"SAFE_DIRS": str(tmp_path)}))
-    assert rc == 1 and err.splitlines()[-1].startswith("ERROR: copy to node2:")
+    assert rc == 1 and err.splitlines()[-2].startswith("ERROR: copy to node2:")
+    assert reason(err).startswith("copy to node2:") and err.splitlines()[-1] == reason(err)
     assert fakes.calls() == []
 
 
@@ -165,7 +166,8 @@ BAD = [
 def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
     rc, out, err = fakes.run("datastore", action, 1, stdin=stdin)
     assert (rc, out) == (1, "")
-    assert err.startswith("ERROR: ") and err.count("\n") == 1 and message in err
+    assert err.startswith("ERROR: ") and err.count("\n") == 2 and message in err
+    assert err == failed(reason(err)) and message in reason(err)
     assert fakes.calls() == []
 
 
@@ -226,3 +228,22 @@ def test_front_end_paths_refused_only_for_what_is_unsafe(fakes, path, reason):
     assert (rc, out) == (1, "")
     assert err.startswith("ERROR: invalid image path ") and err.rstrip("\n").endswith(reason), err
     assert fakes.calls() == [] and fakes.ssh_calls() == []
+
+
+def test_stat_refusals_reach_the_user_as_a_reason(fakes, tmp_path):
+    """Found under real oned: a path outside SAFE_DIRS showed ``Cannot parse image SIZE: `` --
+    oned makes the plain stderr line the reason (ImageManagerProtocol.cc:39-56, ImageAPI.cc:853)."""
+    img = tmp_path / "x.img"
+    img.write_bytes(b"1")
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": str(img)},
+                                                                   {"SAFE_DIRS": "/var/tmp"}))
+    assert (rc, out) == (1, "")
+    assert reason(err) == f"not allowed to copy images from {img} (SAFE_DIRS/RESTRICTED_DIRS)"
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3}))
+    assert (rc, out, reason(err)) == (1, "", "image has no PATH")
+    fakes.reply(value={"ok": True})
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://9/0"}))
+    assert (rc, out) == (1, "") and reason(err).startswith("gfs2clvm_tm.ds_stat on node")
+    fakes.reply(rc=0, out={}, stderr="[ERROR   ] No matching targets found in roster.\n")
+    rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://9/0"}))
+    assert (rc, out) == (1, "") and reason(err).startswith("host node") and "is not in the salt-ssh roster" in reason(err)

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import test_driver_support  # noqa: F401 -- puts tm_commands/lib on sys.path
+from test_driver_support import TM
 from gfs2clvm_driver import config, core, datastore, saltssh, stream, validate
 from gfs2clvm_driver.core import DriverError
 from gfs2clvm_driver.location import Location, legacy_vmid
@@ -109,7 +110,8 @@ def test_run_main_contract(capsys):
     with pytest.raises(SystemExit) as ex:
         core.run_main(boom, [])
     out, err = capsys.readouterr()
-    assert (ex.value.code, out, err) == (1, "", "ERROR: internal error: KeyError: 'x\\ny'\n")
+    assert (ex.value.code, out, err) == (1, "", "ERROR: internal error: KeyError: 'x\\ny'\n"
+                                                "internal error: KeyError: 'x\\ny'\n")
 
     def fail(argv):
         raise DriverError("line one\nline two")
@@ -174,3 +176,46 @@ def test_salt_ssh_json_roundtrip_types():
     argv = saltssh.build_argv(conf, ["h"], "f", values, {})
     assert [yaml.safe_load(word) for word in argv[11:]] == values
     assert [json.loads(word) for word in argv[11:]] == values
+
+
+def test_log_lines_never_start_with_a_number_oned_would_take_for_a_vm_id(capsys):
+    """``INFO: <n> ...`` goes to VM n's log (DriverExecHelper.rb:178, 7.4.0); oned 7.4.0
+    crashes on an id that does not exist: a leading number is kept off, a VM id is explicit."""
+    for message in ("3 calls queued", " 42% done", "2026-12-02 started"):
+        core.info(message)
+        line = capsys.readouterr().err
+        match = core.ONED_LOG_LINE.match(line.strip())
+        assert match and match.group(2) is None, line
+    core.info("disk ready", vmid=7)
+    assert capsys.readouterr().err == "INFO: 7 disk ready\n"
+    core.error("5 LVs left")
+    err = capsys.readouterr().err
+    assert core.ONED_LOG_LINE.match(err.splitlines()[0]).group(2) is None
+    assert core.oned_reason(err) == "5 LVs left"
+
+
+def test_the_reason_line_is_never_taken_for_a_log_line(capsys):
+    core.error("ERROR: INFO: worker said no")
+    err = capsys.readouterr().err
+    assert core.oned_reason(err) == "worker said no"
+    assert core.oned_reason(err, version=6) == err.replace("\n", " ").strip()
+
+
+def test_no_message_of_the_driver_starts_with_a_number():
+    """Audit: every info()/error() message literal in the driver library starts with a word."""
+    import ast
+
+    for path in sorted((TM / "lib" / "gfs2clvm_driver").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            name = getattr(call.func, "id", getattr(call.func, "attr", ""))
+            if name not in ("info", "error", "DriverError") or not call.args:
+                continue
+            first = call.args[0]
+            head = first.values[0] if isinstance(first, ast.JoinedStr) and first.values else first
+            if isinstance(head, ast.Constant) and isinstance(head.value, str):
+                assert not head.value.lstrip()[:1].isdigit(), f"{path.name}:{call.lineno}"
+            elif isinstance(head, ast.FormattedValue):
+                # an interpolated value first: it must not be a bare number (ids, counts)
+                assert not isinstance(head.value, ast.Name) or head.value.id not in (
+                    "count", "n", "total", "vmid", "size"), f"{path.name}:{call.lineno}"

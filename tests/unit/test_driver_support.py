@@ -66,6 +66,20 @@ sys.exit(int(os.environ.get("FAKE_SSH_RC", "0")))
 '''
 
 
+FAKE_ONEVM = r'''#!{python}
+import os, sys
+state = os.environ["FAKE_STATE"]
+with open(os.path.join(state, "onevm.log"), "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\n")
+path = os.path.join(state, "vm-" + sys.argv[-1] + ".xml")
+if os.path.exists(path + ".missing"):
+    sys.stderr.write("[one.vm.info] Error getting virtual machine [" + sys.argv[-1] + "].\n")
+    sys.exit(255)
+sys.stdout.write(open(path).read() if os.path.exists(path)
+                 else "<VM><ID>" + sys.argv[-1] + "</ID><TEMPLATE/></VM>")
+'''
+
+
 class Fakes:
     """A driver config pointing at a fake salt-ssh and a fake ssh, in ``tmp``."""
 
@@ -75,11 +89,13 @@ class Fakes:
         self.state.mkdir()
         self.salt_ssh = self._script("salt-ssh", FAKE_SALT_SSH)
         self.ssh = self._script("ssh", FAKE_SSH)
+        self.onevm = self._script("onevm", FAKE_ONEVM)
         self.conf_path = self.tmp / "gfs2clvm.conf"
         self.conf = {
             "salt_ssh": str(self.salt_ssh),
             "saltfile": str(self.tmp / "Saltfile"),
             "ssh": str(self.ssh),
+            "onevm": str(self.onevm),
             "frontend_hosts": ["fe"],
             "timeout": 30,
         }
@@ -105,6 +121,12 @@ class Fakes:
         queue = json.loads(path.read_text()) if path.exists() else []
         queue.append(reply)
         path.write_text(json.dumps(queue))
+
+    def vm(self, vmid, disks):
+        """What the fake ``onevm show -x <vmid>`` prints: ``disks`` = {disk id: {attr: value}}."""
+        body = "".join("<DISK><DISK_ID>%s</DISK_ID>%s</DISK>" % (i, "".join(
+            f"<{k}>{v}</{k}>" for k, v in attrs.items())) for i, attrs in disks.items())
+        (self.state / f"vm-{vmid}.xml").write_text(f"<VM><ID>{vmid}</ID><TEMPLATE>{body}</TEMPLATE></VM>")
 
     def calls(self):
         path = self.state / "calls.jsonl"
@@ -176,3 +198,16 @@ def test_fake_ssh_writes_stdin(tmp_path):
     remote = "true && dd of=" + shlex.quote("/x/y") + " bs=4M"
     subprocess.run([str(fakes.ssh), "h", "--", remote], input=b"abc", env=fakes.env, check=True)
     assert (fakes.state / "streamed.bin").read_bytes() == b"abc"
+
+
+def failed(message):
+    """stderr of a failed action (``core.error``): the ``ERROR:`` line oned logs, then the
+    plain line oned makes the failure reason (DriverExecHelper.rb:175-205 in 7.4.0)."""
+    return f"ERROR: {message}\n{message}\n"
+
+
+def reason(stderr):
+    """The failure reason oned 7.x shows for ``stderr`` (``core.oned_reason``)."""
+    from gfs2clvm_driver import core
+
+    return core.oned_reason(stderr)

@@ -8,7 +8,7 @@ import base64
 import re
 
 import pytest
-from test_driver_support import DS, IMG, MP, TM, VG, Fakes, decode, ds_xml
+from test_driver_support import DS, IMG, MP, TM, VG, Fakes, decode, ds_xml, failed, reason
 
 D42 = f"{DS}/0/42"
 ACTIONS = sorted(p.name for p in (TM / "tm" / "gfs2clvm").iterdir())
@@ -100,7 +100,10 @@ CASES = [
 def test_action_is_one_salt_ssh_call(fakes, action, argv, targets, fun, args, kwargs):
     rc, out, err = fakes.run("tm", action, *argv)
     assert (rc, out, err) == (0, "", "")
-    assert fakes.only_call() == (targets, f"gfs2clvm_tm.{fun}", args, kwargs)
+    call = fakes.only_call()
+    if fun == "premigrate":  # one fresh handoff word per call (the source tells the destination)
+        assert re.fullmatch(r"[0-9a-f]{32}", call[3].pop("handoff"))
+    assert call == (targets, f"gfs2clvm_tm.{fun}", args, kwargs)
 
 
 def test_per_datastore_override_of_the_vg(fakes):
@@ -158,7 +161,7 @@ def test_context_over_the_limit_is_refused(fakes, tmp_path):
     big.write_bytes(b"x" * 1001)
     rc, out, err = fakes.run("tm", "context", big, f"node1:{D42}/disk.6", 42, 0)
     assert (rc, out) == (1, "")
-    assert err == "ERROR: context files total 1001 bytes > context_max_bytes 1000\n"
+    assert err == failed("context files total 1001 bytes > context_max_bytes 1000")
     assert fakes.calls() == [] and fakes.ssh_calls() == []
 
 
@@ -173,7 +176,7 @@ def test_mv_and_migrate_to_the_same_host_do_nothing(fakes):
 def test_a_stopped_vms_disks_are_handled_on_a_worker(fakes):
     """A stopped VM's actions name the front-end; its LVs are in the shared VG: any worker."""
     rc, _, err = fakes.run("tm", "delete", f"fe:{D42}", 42, 0)
-    assert (rc, err) == (1, "ERROR: fe is the front-end: set bridge_list (no worker found in the salt-ssh roster)\n")
+    assert (rc, err) == (1, failed("fe is the front-end: set bridge_list (no worker found in the salt-ssh roster)"))
     cfg = fakes.tmp / "salt"
     cfg.mkdir()
     (cfg / "master").write_text(f"roster_file: {cfg / 'nodes'}\n")
@@ -256,8 +259,9 @@ BAD = [
 def test_bad_input_is_one_error_line_and_no_call(fakes, action, argv, message):
     rc, out, err = fakes.run("tm", action, *argv)
     assert (rc, out) == (1, "")
-    assert err.count("\n") == 1 and err.startswith("ERROR: ") and "Traceback" not in err
+    assert err.count("\n") == 2 and err.startswith("ERROR: ") and "Traceback" not in err
     assert message in err
+    assert err == failed(reason(err)) and message in reason(err)  # the plain reason line oned shows
     assert fakes.calls() == []
 
 
@@ -331,7 +335,8 @@ FAILURES = [
 def test_failures_become_one_clear_line(fakes, reply, line):
     fakes.reply(**reply)
     rc, out, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert (rc, out, err) == (1, "", line + "\n")
+    assert (rc, out, err) == (1, "", line + "\n" + line.removeprefix("ERROR: ") + "\n")
+    assert reason(err) == line.removeprefix("ERROR: ")
     assert len(fakes.calls()) == 1
 
 
@@ -344,6 +349,8 @@ def test_one_failing_host_of_a_migration_is_named(fakes):
     rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0)
     assert rc == 1
     assert err == ("ERROR: gfs2clvm_tm.premigrate on node2: vg_cloudstorage/lv-one-42-0: "
+                   "shared activation still refused after 60 s\n"
+                   "gfs2clvm_tm.premigrate on node2: vg_cloudstorage/lv-one-42-0: "
                    "shared activation still refused after 60 s\n")
 
 
@@ -351,23 +358,23 @@ def test_timeout_and_missing_salt_ssh(fakes):
     fakes.write_conf(timeout=1)
     fakes.reply(sleep=5)
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert (rc, err) == (1, "ERROR: gfs2clvm_tm.mkswap on node1: no answer in 1 s\n")
+    assert (rc, err) == (1, failed("gfs2clvm_tm.mkswap on node1: no answer in 1 s"))
     fakes.write_conf(salt_ssh="/nonexistent/salt-ssh")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert (rc, err) == (1, "ERROR: salt-ssh not found at /nonexistent/salt-ssh (config salt_ssh)\n")
+    assert (rc, err) == (1, failed("salt-ssh not found at /nonexistent/salt-ssh (config salt_ssh)"))
 
 
 def test_bad_configuration_is_one_line(fakes):
     fakes.conf_path.write_text("vg: [unclosed\n")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
     assert rc == 1 and err.startswith(f"ERROR: driver configuration {fakes.conf_path} is not valid YAML")
-    assert err.count("\n") == 1
+    assert err.count("\n") == 2 and reason(err).startswith(f"driver configuration {fakes.conf_path} is not")
     fakes.conf_path.write_text("vgg: x\n")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert err == f"ERROR: driver configuration {fakes.conf_path}: unknown key(s) vgg\n"
+    assert err == failed(f"driver configuration {fakes.conf_path}: unknown key(s) vgg")
     fakes.env["GFS2CLVM_CONF"] = str(fakes.tmp / "missing.conf")
     rc, _, err = fakes.run("tm", "mkswap", 512, f"node1:{D42}/disk.5", 42, 0)
-    assert err == f"ERROR: driver configuration {fakes.tmp / 'missing.conf'} not found (set GFS2CLVM_CONF)\n"
+    assert err == failed(f"driver configuration {fakes.tmp / 'missing.conf'} not found (set GFS2CLVM_CONF)")
 
 
 def test_arguments_are_json_so_yaml_cannot_reinterpret_them(fakes):
@@ -377,3 +384,124 @@ def test_arguments_are_json_so_yaml_cannot_reinterpret_them(fakes):
     argv = fakes.calls()[0]
     assert '"https://h/x?a=b&yes=010"' in argv
     assert decode(argv, fakes.conf)[2][0] == "https://h/x?a=b&yes=010"
+
+
+# ------------------------------------------------------- mkimage: FORMAT + the VM's DISK/FS
+def test_mkimage_formats_a_volatile_disk_with_the_vms_disk_fs(fakes):
+    """The 2nd argument is the disk FORMAT; the file system is DISK/FS (onevm show -x), as
+    fs_lvm/mkimage reads it: a volatile FS=ext4 disk must come out formatted."""
+    fakes.vm(42, {4: {"TYPE": "fs", "FS": "ext4", "FORMAT": "raw", "SIZE": 100}})
+    rc, out, err = fakes.run("tm", "mkimage", 100, "raw", f"node1:{D42}/disk.4", 42, 0)
+    assert (rc, out, err) == (0, "", "")
+    targets, fun, args, kwargs = fakes.only_call()
+    assert (targets, fun, args, kwargs) == (["node1"], "gfs2clvm_tm.mkimage", [f"{D42}/disk.4", 42, 4, 100],
+                                            {"vg": VG, "fs": "ext4"})
+    assert (fakes.state / "onevm.log").read_text() == "show -x 42\n"
+
+
+def test_mkimage_takes_the_vm_from_stdin_when_given(fakes):
+    vm = "<VM><ID>42</ID><TEMPLATE><DISK><DISK_ID>4</DISK_ID><FS>xfs</FS></DISK></TEMPLATE></VM>"
+    rc, _, err = fakes.run("tm", "mkimage", 100, "raw", f"node1:{D42}/disk.4", 42, 0,
+                           stdin=base64.b64encode(vm.encode()).decode())
+    assert (rc, err) == (0, "")
+    assert fakes.only_call()[3] == {"vg": VG, "fs": "xfs"}
+    assert not (fakes.state / "onevm.log").exists()
+
+
+@pytest.mark.parametrize("fs,fmt,message", [
+    ("bogus9", "raw", "volatile disk 4 of VM 42: unsupported file system 'bogus9' (supported: ext2, ext3, ext4, xfs, "
+                      "btrfs, vfat)"),
+    ("", "qcow2", "volatile disk 4 of VM 42: FORMAT qcow2 is not supported (gfs2clvm disks are raw LVs): "
+                  "use FORMAT=raw"),
+    ("", "zfs", "volatile disk 4 of VM 42: unsupported file system 'zfs'"),
+])
+def test_mkimage_refuses_on_the_front_end_before_any_call(fakes, fs, fmt, message):
+    fakes.vm(42, {4: {"FS": fs}})
+    rc, out, err = fakes.run("tm", "mkimage", 100, fmt, f"node1:{D42}/disk.4", 42, 0)
+    assert (rc, out) == (1, "") and reason(err).startswith(message)
+    assert fakes.calls() == []
+
+
+def test_mkimage_names_a_vm_oned_cannot_show(fakes):
+    (fakes.state / "vm-42.xml.missing").write_text("")
+    rc, _, err = fakes.run("tm", "mkimage", 100, "raw", f"node1:{D42}/disk.4", 42, 0)
+    assert rc == 1 and reason(err) == ("cannot read VM 42 with onevm show -x: "
+                                       "[one.vm.info] Error getting virtual machine [42].")
+    assert fakes.calls() == []
+
+
+# ------------------------------------------------------- migrations: VM on stdin, migrate_other
+def _remotes(fakes, other=None, other_rc=0):
+    """A ``remotes/`` tree: our premigrate/postmigrate + lib, and an ``other`` TM recording its calls."""
+    import shutil
+
+    base = fakes.tmp / "remotes"
+    (base / "tm" / "gfs2clvm").mkdir(parents=True)
+    (base / "lib").symlink_to(TM / "lib")
+    for action in ("premigrate", "postmigrate", "failmigrate"):
+        shutil.copy(TM / "tm" / "gfs2clvm" / action, base / "tm" / "gfs2clvm" / action)
+        if other:
+            script = base / "tm" / other / action
+            script.parent.mkdir(exist_ok=True)
+            script.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {fakes.state}/other.log\n"
+                              f"cat >> {fakes.state}/other.stdin\n"
+                              f"[ {other_rc} = 0 ] || echo 'ERROR: other broke'; [ {other_rc} = 0 ] || "
+                              f"echo 'shared LUN busy' >&2; exit {other_rc}\n")
+            script.chmod(0o755)
+    return base
+
+
+def _run_remote(fakes, base, action, *args, stdin=""):
+    import subprocess
+
+    proc = subprocess.run([str(base / "tm" / "gfs2clvm" / action), *map(str, args)], input=stdin.encode(),
+                          capture_output=True, env=fakes.env, timeout=60, check=False)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+VM_TWO_TMS = ("<VM><ID>42</ID><TEMPLATE><DISK><DISK_ID>0</DISK_ID><TM_MAD>gfs2clvm</TM_MAD></DISK>"
+              "<DISK><DISK_ID>1</DISK_ID><TM_MAD>shared</TM_MAD></DISK><DISK><DISK_ID>2</DISK_ID>"
+              "<TYPE>fs</TYPE></DISK></TEMPLATE></VM>")
+
+
+def test_premigrate_hands_the_call_on_to_the_other_tm_of_the_vms_disks(fakes):
+    """As fs_lvm/premigrate's migrate_other: the other TM gets our 5 arguments + our name and the
+    VM base64 on stdin; called with a 6th argument (by another system TM), nothing is handed on."""
+    base = _remotes(fakes, "shared")
+    b64 = base64.b64encode(VM_TWO_TMS.encode()).decode()
+    rc, out, err = _run_remote(fakes, base, "premigrate", "node1", "node2", D42, 42, 0, stdin=b64 + "\n")
+    assert (rc, out) == (0, ""), err
+    assert (fakes.state / "other.log").read_text() == (
+        f"{base}/tm/shared/premigrate node1 node2 {D42} 42 0 gfs2clvm\n")
+    assert base64.b64decode((fakes.state / "other.stdin").read_text()).decode() == VM_TWO_TMS
+    assert len(fakes.calls()) == 1
+    (fakes.state / "other.log").unlink()
+    rc, _, err = _run_remote(fakes, base, "premigrate", "node1", "node2", D42, 42, 0, "fs_lvm", stdin=b64)
+    assert rc == 0, err
+    assert not (fakes.state / "other.log").exists() and len(fakes.calls()) == 2
+
+
+def test_premigrate_refuses_when_the_other_tm_fails_or_is_missing(fakes):
+    b64 = base64.b64encode(VM_TWO_TMS.encode()).decode()
+    base = _remotes(fakes, "shared", other_rc=3)
+    rc, _, err = _run_remote(fakes, base, "premigrate", "node1", "node2", D42, 42, 0, stdin=b64)
+    assert rc == 1 and reason(err) == "shared/premigrate failed: shared LUN busy"
+    # postmigrate is no_fail for oned: the other TM's failure is logged, ours succeeded
+    rc, _, err = _run_remote(fakes, base, "postmigrate", "node1", "node2", D42, 42, 0, stdin=b64)
+    assert rc == 0 and "INFO: postmigrate: shared/postmigrate failed: shared LUN busy" in err
+    (fakes.tmp / "two").mkdir()
+    fakes2 = Fakes(fakes.tmp / "two")
+    base = _remotes(fakes2)
+    rc, _, err = _run_remote(fakes2, base, "premigrate", "node1", "node2", D42, 42, 0, stdin=b64)
+    assert rc == 1 and reason(err) == (f"the VM has disks of TM_MAD shared, but {base}/tm/shared/premigrate "
+                                       "does not exist: cannot prepare them for live migration")
+    assert fakes2.calls() == []
+
+
+def test_migrate_without_stdin_and_with_a_bad_template(fakes):
+    rc, _, err = fakes.run("tm", "failmigrate", "node1", "node2", D42, 42, 0)  # stdin empty: run by hand
+    assert (rc, err) == (0, "")
+    rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0, stdin="not base64 at all!")
+    assert rc == 1 and reason(err) == "the VM template on stdin is neither base64 nor XML"
+    rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0, "bad;name")
+    assert rc == 1 and reason(err) == "invalid system TM_MAD 'bad;name' (6th argument)"

@@ -38,6 +38,8 @@ with open(os.environ["FAKE_LOG"], "a") as log:
 fail = os.environ.get("FAKE_FAIL", "")
 if fail == kind + "/" + action:
     sys.stderr.write("ERROR: fake failure of " + action + "\n")
+    if os.environ.get("FAKE_REASON"):
+        sys.stderr.write("INFO: 3 calls queued\n" + os.environ["FAKE_REASON"] + "\n")
     sys.exit(1)
 counter = os.environ["FAKE_LOG"] + ".n"
 n = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
@@ -339,3 +341,57 @@ def test_call_records_duration_and_output(fake):
     assert call.argv == [str(fake.root / "datastore" / "gfs2clvm" / "stat"), "3"]
     assert base64.b64decode(call.stdin) == b"<DS_DRIVER_ACTION_DATA/>"
     assert os.access(call.argv[0], os.X_OK)
+
+
+def test_postmigrate_failure_is_no_fail(oned, fake):
+    """one_vmm_exec.rb:664-670 (7.4.0): POSTMIGRATE is :no_fail -- the migration succeeds, the
+    VM runs on the destination, the failure is only logged."""
+    img = image(oned, fake)
+    vm = oned.instantiate("a", [{"image": img}], "node1")
+    oned.driver.env.update(FAKE_FAIL="tm/postmigrate", FAKE_REASON="lvchange failed on node1")
+    oned.live_migrate(vm, "node2")
+    assert vm.host == "node2" and vm.state is State.RUNNING
+    assert vm.log == ["Failed to execute transfer manager driver operation: tm_postmigrate. "
+                      "lvchange failed on node1"]
+
+
+def test_failure_reason_as_oned_computes_it(oned, fake):
+    """DriverExecHelper.rb: 7.x takes the un-prefixed stderr lines, 6.x the whole stderr."""
+    img = image(oned, fake)
+    oned.driver.env["FAKE_FAIL"] = "tm/clone"
+    with pytest.raises(DriverError, match=r"tm/clone exited 1: - \(oned shows no reason"):
+        oned.instantiate("a", [{"image": img}], "node1")
+    oned.driver.env["FAKE_REASON"] = "lvcreate failed: VG full"
+    with pytest.raises(DriverError) as err:
+        oned.instantiate("b", [{"image": img}], "node1")
+    call = err.value.call
+    assert str(err.value) == "tm/clone exited 1: lvcreate failed: VG full"
+    assert call.reason() == "lvcreate failed: VG full"
+    assert call.reason(version=6) == "ERROR: fake failure of clone INFO: 3 calls queued lvcreate failed: VG full"
+    assert call.logged_vm_ids() == [3]  # what the driver must never print: VM 3 may not exist
+
+
+def test_stat_failure_is_the_allocate_error(oned, fake):
+    oned.driver.env.update(FAKE_FAIL="datastore/stat", FAKE_REASON="not allowed to copy images from /x")
+    with pytest.raises(DriverError):
+        oned.image_create("i", path="/x")
+    img = oned.images[max(oned.images)]
+    assert (img.state, img.error) == ("ERROR", "Cannot parse image SIZE: not allowed to copy images from /x")
+    oned.driver.env["FAKE_FAIL"] = "datastore/cp"
+    with pytest.raises(DriverError):
+        oned.image_create("j", path="/x")
+    img = oned.images[max(oned.images)]
+    assert img.error == "Error copying image in the datastore: not allowed to copy images from /x"
+
+
+def test_mkimage_gets_the_format_and_onevm_shows_the_disk_fs(oned, fake, tmp_path):
+    """TransferManager.cc:124-133: MKIMAGE size FORMAT ...; the FS is the VM's DISK/FS, which
+    the driver reads with ``onevm show -x`` (the simulator answers it like oned)."""
+    import subprocess
+
+    vm = oned.instantiate("v", [{"type": "FS", "size_mb": 16, "format": "raw", "fs": "ext4"}], "node1")
+    calls = fake.calls()
+    assert [(c["action"], c["argv"][:2]) for c in calls] == [("mkimage", ["16", "raw"])]
+    proc = subprocess.run(["onevm", "show", "-x", str(vm.id)], capture_output=True, text=True,
+                          env=oned.driver.env, check=True)
+    assert "<DISK_ID>0</DISK_ID>" in proc.stdout and "<FS>ext4</FS>" in proc.stdout

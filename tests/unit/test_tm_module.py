@@ -815,3 +815,62 @@ def test_a_failed_copy_still_releases_the_image(world, monkeypatch, tmp_path):
     assert not world.lvs[(VG, IMG)]["active"]
     with tm._source_use(VG, IMG):  # nothing left locked
         assert world.lvs[(VG, IMG)]["active"]
+
+
+# ------------------------------------------------------------------ premigrate order (handoff)
+HANDOFF = "0123456789abcdef0123456789abcdef"
+
+
+def test_premigrate_destination_activates_only_after_the_source_shared(world, mnt, opts, conf, monkeypatch):
+    """Found under real oned: the destination's lock_wait ran out while the source had not yet
+    converted its exclusive lock (``shared activation still refused after 60 s``).  With the
+    handoff word the destination waits for the source, however slow, then activates once."""
+    _vm(world, mnt, 42, disks=(0,))
+    world.lvs[(VG, "lv-one-42-0")].update(active=True, mode="exclusive")  # freshly deployed on node1
+    conf.update(lock_wait=0, migrate_wait=600)
+    activations = []
+    world.fail["lv_activate"] = lambda a, k: activations.append((opts["id"], k["mode"])) and None
+    clock = [0.0]
+    monkeypatch.setattr(tm.time, "monotonic", lambda: clock[0])
+
+    def slow_source(seconds):  # the source's half arrives 90 s after the destination started waiting
+        clock[0] += seconds
+        if clock[0] >= 90 and not activations:
+            opts["id"] = "node1"
+            tm.premigrate(42, vmdir(mnt), src_host="node1", dst_host="node2", handoff=HANDOFF)
+            opts["id"] = "node2"
+
+    monkeypatch.setattr(tm.time, "sleep", slow_source)
+    opts["id"] = "node2"
+    ret = tm.premigrate(42, vmdir(mnt), src_host="node1", dst_host="node2", handoff=HANDOFF)
+    assert ret["role"] == "destination"
+    assert activations == [("node1", "shared"), ("node2", "shared")]
+    assert not os.listdir(os.path.join(str(mnt), ".gfs2clvm-staging"))  # the word is consumed
+
+
+def test_premigrate_destination_stops_at_once_when_the_source_failed(world, mnt, opts, conf):
+    _vm(world, mnt, 42, disks=(0,))
+    world.fail["lv_activate"] = CommandExecutionError("LV locked by other host")
+    with pytest.raises(CommandExecutionError, match="still refused"):
+        tm.premigrate(42, vmdir(mnt), src_host="node1", dst_host="node2", handoff=HANDOFF)
+    opts["id"] = "node2"
+    with pytest.raises(CommandExecutionError, match="the source host node1 could not share the VM's LVs: "
+                                                    "failed: .*still refused"):
+        tm.premigrate(42, vmdir(mnt), src_host="node1", dst_host="node2", handoff=HANDOFF)
+    assert world.lvs[(VG, "lv-one-42-0")]["active"] is False
+    conf["migrate_wait"] = 0
+    with pytest.raises(CommandExecutionError, match=r"did not share the VM's LVs within 0 s \(migrate_wait\)"):
+        tm.premigrate(42, vmdir(mnt), src_host="node1", dst_host="node2", handoff=HANDOFF)
+    with pytest.raises(SaltInvocationError, match="handoff must be 32 hex digits"):
+        tm.premigrate(42, vmdir(mnt), src_host="node1", dst_host="node2", handoff="../x")
+
+
+def test_postmigrate_failure_leaves_the_disks_usable_on_the_destination(world, mnt, opts, conf):
+    """postmigrate is no_fail for oned (one_vmm_exec.rb:664-670): the VM runs on the destination."""
+    _vm(world, mnt, 42, disks=(0,))
+    world.lvs[(VG, "lv-one-42-0")].update(active=True, mode="shared")
+    world.fail["lv_activate"] = CommandExecutionError("LV locked by other host")
+    opts["id"] = "node2"
+    with pytest.raises(CommandExecutionError, match="exclusive activation still refused"):
+        tm.postmigrate(42, vmdir(mnt), src_host="node1", dst_host="node2")
+    assert world.lvs[(VG, "lv-one-42-0")]["active"] is True  # still there for the running VM

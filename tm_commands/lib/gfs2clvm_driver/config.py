@@ -33,6 +33,7 @@ DEFAULTS = {
     "ssh": "/usr/bin/ssh",
     "ssh_options": [],
     "oneimage": "oneimage",
+    "onevm": "onevm",  # mkimage reads the VM's DISK/FS with `onevm show -x` (as fs_lvm/mkimage does)
     "context_max_bytes": 1024 * 1024,
     "default_size_mb": 1024,
     "datastores": {},

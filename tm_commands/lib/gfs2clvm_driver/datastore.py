@@ -240,18 +240,29 @@ def rm(argv, conf=None, stdin=None):
 
 def stat(argv, conf=None, stdin=None):
     """stat: size in MB of IMAGE/PATH (a qcow2 image: its virtual size, the size of
-    the raw volume cp makes of it)"""
+    the raw volume cp makes of it)
+
+    oned (src/image/ImageManagerProtocol.cc:39-56, release-7.4.0) hands a failure's
+    reason -- our plain stderr line (core.error) -- to the allocate request, which fails
+    with ``Cannot parse image SIZE: <reason>`` (src/rm/api/ImageAPI.cc:851-855); a success
+    must print the size (an empty stdout is "Cannot get size from STAT").
+    """
     action = read_action(argv, stdin)
     conf = _load(action, conf)
     path = action.image("PATH")
+    if not path:
+        raise DriverError("image has no PATH")
     vg_name = action.vg(conf)
     if path.startswith(("http://", "https://")):
         return str(_http_size(validate.url(path)))
     src = remote_source(path, conf, vg_name)
     if src is not None:
-        ret = salt_ssh(choose_host(action, conf, action.image_id), "gfs2clvm_tm.ds_stat", src,
-                       vg=vg_name, conf=conf)
-        return str(int(ret["size_mb"]))
+        host = choose_host(action, conf, action.image_id)
+        ret = salt_ssh(host, "gfs2clvm_tm.ds_stat", src, vg=vg_name, conf=conf)
+        try:
+            return str(int(ret["size_mb"]))
+        except (KeyError, TypeError, ValueError):
+            raise DriverError(f"gfs2clvm_tm.ds_stat on {host}: no size in its answer {ret!r:.100}") from None
     local = check_local(path, action.dirs("SAFE_DIRS", ["/var/tmp"]),
                         action.dirs("RESTRICTED_DIRS", ["/etc"]))
     return str(_mb(_file_size(local)))

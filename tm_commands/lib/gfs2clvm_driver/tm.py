@@ -7,10 +7,15 @@ payload (None for most actions).
 """
 
 import base64
+import binascii
 import io
 import os
 import re
+import subprocess
+import sys
 import tarfile
+import uuid
+import xml.etree.ElementTree as ET
 
 from . import config, monitord, stream, validate
 from .core import DriverError, info
@@ -71,8 +76,23 @@ def ln(argv, conf=None):
     salt_ssh(dst.host, "gfs2clvm_tm.ln", source, dst.path, vmid, dst.disk_id, vg=conf["vg"], conf=conf)
 
 
-def mkimage(argv, conf=None):
-    """mkimage size format host:<ds>/<vmid>/disk.i vmid dsid"""
+# the file systems the worker's gfs2clvm.mkfs makes (_modules/gfs2clvm.py _MKFS): checked
+# here, before any call (an unknown FS was refused by the worker only after a long call)
+WORKER_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
+
+
+def mkimage(argv, conf=None, stdin=None):
+    """mkimage size format host:<ds>/<vmid>/disk.i vmid dsid
+
+    ``format`` is the disk FORMAT (src/tm/TransferManager.cc:124-133, release-7.4.0):
+    ``raw`` (LVs are raw block devices; ``qcow2`` is refused).  The file system of a
+    volatile disk is the VM's ``DISK[DISK_ID=i]/FS``, read as fs_lvm/mkimage does
+    (``onevm show -x``, src/tm_mad/fs_lvm/mkimage:62-67): oned passes no VM on a TM
+    transfer line's stdin (one_tm.rb:85-86,133: ``do_transfer_action(id, command)``,
+    stdin nil).  A VM XML on stdin (base64 or plain) is used when present.  A FORMAT
+    that names a file system (``ext4``: OpenNebula <= 5 and the 3.2 FSTYPE) or ``swap``
+    is kept working.
+    """
     size, fmt, dst, vmid, dsid = validate.argc(
         argv, 5, usage="mkimage size format host:dir/disk.i vmid dsid"
     )
@@ -81,9 +101,82 @@ def mkimage(argv, conf=None):
     conf = _load(conf, dsid)
     dst = Location(dst, "destination").check_vm(vmid, conf.datastores_dir, disk=True)
     fmt = validate.fstype(fmt) if fmt else "raw"
-    fs = None if fmt in validate.NO_FILESYSTEM else fmt
+    if fmt == "qcow2":
+        raise DriverError(f"volatile disk {dst.disk_id} of VM {vmid}: FORMAT qcow2 is not supported "
+                          "(gfs2clvm disks are raw LVs): use FORMAT=raw")
+    if fmt in ("raw", "none"):
+        fs = vm_disk_attr(conf, vmid, dst.disk_id, "FS", stdin) or None
+    else:  # a FORMAT naming the file system (OpenNebula <= 5, the 3.2 FSTYPE): checked below
+        fs = fmt
+    if fs is not None:
+        fs = check_fs(fs, f"volatile disk {dst.disk_id} of VM {vmid}")
     salt_ssh(dst.host, "gfs2clvm_tm.mkimage", dst.path, vmid, dst.disk_id, size,
              fs=fs, vg=conf["vg"], conf=conf)
+
+
+def check_fs(fs, what):
+    """``fs`` when the workers can make it (or ``swap``), else a clear refusal."""
+    text = str(fs).strip().lower()
+    if text != "swap" and text not in WORKER_FS:
+        raise DriverError(f"{what}: unsupported file system {str(fs)[:32]!r} "
+                          f"(supported: {', '.join(WORKER_FS)})")
+    return text
+
+
+def read_vm_stdin(stdin=None):
+    """The VM XML root oned (or a calling TM) gave on stdin, base64 or plain; None when
+    stdin is empty, a terminal (run by hand) or absent.  Never blocks on a tty."""
+    if stdin is None:
+        if sys.stdin is None or sys.stdin.closed or sys.stdin.isatty():
+            return None
+        try:
+            stdin = sys.stdin.read()
+        except (OSError, ValueError):
+            return None
+    text = str(stdin).strip()
+    if not text:
+        return None
+    if not text.startswith("<"):
+        try:
+            text = base64.b64decode("".join(text.split()), validate=True).decode()
+        except (binascii.Error, ValueError):
+            raise DriverError("the VM template on stdin is neither base64 nor XML") from None
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as err:
+        raise DriverError(f"the VM template on stdin is not XML: {err}") from None
+    if root.tag != "VM":
+        raise DriverError(f"the template on stdin is <{root.tag}>, not <VM>")
+    return root
+
+
+def vm_disk_attr(conf, vmid, disk_id, attr, stdin=None):
+    """``/VM/TEMPLATE/DISK[DISK_ID=disk_id]/<attr>`` from stdin's VM, else ``onevm show -x``.
+
+    No ``onevm`` on this host (the driver run by hand or in tests, never under oned):
+    logged, and "" returned.
+    """
+    root = read_vm_stdin(stdin)
+    if root is None:
+        try:
+            proc = subprocess.run([conf["onevm"], "show", "-x", str(vmid)], capture_output=True,
+                                  text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            info(f"mkimage: {conf['onevm']} not found: DISK/FS of VM {vmid} not read (config onevm)")
+            return ""
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise DriverError(f"cannot read VM {vmid} with onevm show -x: {err}") from None
+        if proc.returncode != 0:
+            raise DriverError(f"cannot read VM {vmid} with onevm show -x: "
+                              f"{' '.join(proc.stderr.split()) or f'exit {proc.returncode}'}")
+        try:
+            root = ET.fromstring(proc.stdout)
+        except ET.ParseError as err:
+            raise DriverError(f"onevm show -x {vmid} printed no XML: {err}") from None
+    for disk in root.findall("TEMPLATE/DISK"):
+        if (disk.findtext("DISK_ID") or "").strip() == str(disk_id):
+            return (disk.findtext(attr) or "").strip()
+    return ""
 
 
 def mkswap(argv, conf=None):
@@ -255,35 +348,130 @@ def snap_revert(argv, conf=None):
     _snap("snap_revert", argv, conf)
 
 
-def _migrate(action, argv, conf):
-    validate.argc(argv, 5, 6, usage=f"{action} srchost dsthost vmdir vmid dsid [template]")
+TM_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _own_tm():
+    """This TM's name: the directory of the running executable (``remotes/tm/<name>/<action>``),
+    as tm_common.sh ``migrate_other`` takes it (``MAD=${DRIVER_PATH##*/}``)."""
+    name = os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0] or "")))
+    return name if TM_NAME_RE.match(name) and name not in ("lib", "bin", "") else "gfs2clvm"
+
+
+def other_tms(vm, own):
+    """TM_MADs of the VM's disks other than ``own`` (``/VM/TEMPLATE/DISK/TM_MAD``), in order."""
+    found = []
+    for disk in vm.findall("TEMPLATE/DISK") if vm is not None else []:
+        name = (disk.findtext("TM_MAD") or "").strip()
+        if name and name != own and name not in found:
+            if not TM_NAME_RE.match(name):
+                raise DriverError(f"invalid TM_MAD {name[:40]!r} in the VM template")
+            found.append(name)
+    return found
+
+
+def _migrate(action, argv, conf, stdin=None):
+    """premigrate/postmigrate/failmigrate ``srchost dsthost vmdir vmid dsid [system TM_MAD]``.
+
+    oned (src/vmm_mad/exec/one_vmm_exec.rb:598-673, release-7.4.0) runs them with 5
+    arguments (TransferManager.cc:1974-1988) and the VM template base64 on stdin
+    (``:stdin => action.data[:vm]``, one_vmm_exec.rb:88-90); a system TM handing the call
+    on to the TM of some disks adds its own name as 6th argument (tm_common.sh
+    ``migrate_other``, called by src/tm_mad/fs_lvm/premigrate:65).  Called as the system
+    TM, the same is done here for the VM's disks of other TM_MADs (premigrate refuses to
+    go on when one fails; post/failmigrate log it).  postmigrate is ``:no_fail`` for oned
+    (one_vmm_exec.rb:664-670): the VM already runs on the destination, and a failure
+    there never deactivates its disks on the destination.
+    """
+    validate.argc(argv, 5, 6, usage=f"{action} srchost dsthost vmdir vmid dsid [system TM_MAD]")
     src, dst, vmdir, vmid, dsid = argv[:5]
+    caller, vm = _sixth(argv[5]) if len(argv) == 6 else (None, None)
     src, dst = validate.host(src, "source host"), validate.host(dst, "destination host")
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(f"{dst}:{vmdir}", "VM directory")
     loc.check_vm(vmid, conf.datastores_dir, disk=False)
     vmdir = loc.path  # validated and normalised (oned passes /var/lib/one//datastores/...)
+    vm = read_vm_stdin(stdin) if vm is None else vm
+    own = _own_tm()
+    others = [] if caller is not None else other_tms(vm, own)
+    scripts = _other_scripts(action, others)
     if src == dst:
         info(f"{action}: {src} to itself, nothing to do")
         return
+    kwargs = {"handoff": uuid.uuid4().hex} if action == "premigrate" else {}
     salt_ssh_many([src, dst], f"gfs2clvm_tm.{action}", vmid, vmdir,
-                  src_host=src, dst_host=dst, vg=conf["vg"], conf=conf)
+                  src_host=src, dst_host=dst, vg=conf["vg"], conf=conf, **kwargs)
+    _migrate_other(action, scripts, list(map(str, argv[:5])) + [own], vm)
 
 
-def premigrate(argv, conf=None):
-    """premigrate srchost dsthost vmdir vmid dsid [template]: shared on both hosts"""
-    _migrate("premigrate", argv, conf)
+def _sixth(arg):
+    """(system TM name, None) -- or (None, VM root) for a base64 VM template there
+    (fs_lvm/premigrate's stale header comment calls the 6th argument "template")."""
+    text = str(arg)
+    try:
+        decoded = base64.b64decode(text, validate=True).lstrip()
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if decoded.startswith(b"<"):
+        return None, read_vm_stdin(text)
+    if not TM_NAME_RE.match(text):
+        raise DriverError(f"invalid system TM_MAD {text[:40]!r} (6th argument)")
+    return text, None
 
 
-def postmigrate(argv, conf=None):
-    """postmigrate srchost dsthost vmdir vmid dsid [template]: src off, dst exclusive"""
-    _migrate("postmigrate", argv, conf)
+def _other_scripts(action, others):
+    """``remotes/tm/<TM_MAD>/<action>`` of each other TM, checked before anything changes."""
+    base = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0] or "")))
+    scripts = []
+    for name in others:
+        path = os.path.join(base, name, action)
+        if not os.access(path, os.X_OK):
+            if action == "premigrate":
+                raise DriverError(f"the VM has disks of TM_MAD {name}, but {path} does not exist: "
+                                  "cannot prepare them for live migration")
+            info(f"{action}: no {path} for the VM's {name} disks, skipped")
+            continue
+        scripts.append((name, path))
+    return scripts
 
 
-def failmigrate(argv, conf=None):
-    """failmigrate srchost dsthost vmdir vmid dsid [template]: dst off, src exclusive again"""
-    _migrate("failmigrate", argv, conf)
+def _migrate_other(action, scripts, args, vm):
+    """Run the other TMs' ``action`` with our arguments + our name, the VM on stdin."""
+    data = base64.b64encode(ET.tostring(vm)) if vm is not None else b""
+    for name, path in scripts:
+        info(f"{action}: calling {name}/{action}")
+        try:
+            proc = subprocess.run([path, *args], input=data, capture_output=True, check=False,
+                                  timeout=3600)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            proc, why = None, str(err)
+        if proc is not None and proc.returncode == 0:
+            continue
+        if proc is not None:
+            from .core import oned_reason  # pylint: disable=import-outside-toplevel
+
+            why = oned_reason(proc.stderr.decode(errors="replace"))
+            if why == "-":
+                why = f"exit {proc.returncode}"
+        if action == "premigrate":
+            raise DriverError(f"{name}/{action} failed: {why}")
+        info(f"{action}: {name}/{action} failed: {why}")
+
+
+def premigrate(argv, conf=None, stdin=None):
+    """premigrate srchost dsthost vmdir vmid dsid [system TM_MAD] (VM base64 on stdin): shared on both hosts"""
+    _migrate("premigrate", argv, conf, stdin)
+
+
+def postmigrate(argv, conf=None, stdin=None):
+    """postmigrate srchost dsthost vmdir vmid dsid [system TM_MAD] (VM base64 on stdin): src off, dst exclusive"""
+    _migrate("postmigrate", argv, conf, stdin)
+
+
+def failmigrate(argv, conf=None, stdin=None):
+    """failmigrate srchost dsthost vmdir vmid dsid [system TM_MAD] (VM base64 on stdin): dst off, src exclusive"""
+    _migrate("failmigrate", argv, conf, stdin)
 
 
 def monitor(argv, conf=None, stdin=None, monitord_conf=None):
