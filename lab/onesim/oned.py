@@ -137,6 +137,8 @@ class Oned:
             "    sys.exit(255)\n"
             "sys.stdout.write(open(path).read())\n")
         script.chmod(0o755)
+        if self.driver is None:  # a model without a driver (listing the matrix's steps)
+            return bindir
         env = self.driver.env
         env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', os.defpath)}"
         return bindir

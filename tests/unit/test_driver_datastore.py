@@ -174,8 +174,9 @@ def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
 def test_mkfs_of_an_unknown_filesystem_is_refused_before_salt_ssh(fakes):
     rc, out, err = fakes.run("datastore", "mkfs", 7, stdin=ds_xml({"ID": 7, "SIZE": 100, "FS": "bogus9"}))
     assert (rc, out) == (1, "")
-    assert err == ("ERROR: unknown filesystem type 'bogus9': the workers make ext2, ext3, ext4, xfs, btrfs, vfat, "
-                   "swap (or none: raw, qcow2, none, save_as)\n")
+    why = ("unknown filesystem type 'bogus9': the workers make ext2, ext3, ext4, xfs, btrfs, vfat, "
+           "swap (or none: raw, qcow2, none, save_as)")
+    assert err == f"ERROR: {why}\n{why}\n"
     assert fakes.calls() == []
 
 

@@ -409,11 +409,11 @@ def test_mkimage_takes_the_vm_from_stdin_when_given(fakes):
 
 
 @pytest.mark.parametrize("fs,fmt,message", [
-    ("bogus9", "raw", "volatile disk 4 of VM 42: unsupported file system 'bogus9' (supported: ext2, ext3, ext4, xfs, "
-                      "btrfs, vfat)"),
+    ("bogus9", "raw", "volatile disk 4 of VM 42: unknown filesystem type 'bogus9': the workers make ext2, ext3, "
+                      "ext4, xfs, btrfs, vfat, swap"),
     ("", "qcow2", "volatile disk 4 of VM 42: FORMAT qcow2 is not supported (gfs2clvm disks are raw LVs): "
                   "use FORMAT=raw"),
-    ("", "zfs", "volatile disk 4 of VM 42: unsupported file system 'zfs'"),
+    ("", "zfs", "volatile disk 4 of VM 42: unknown filesystem type 'zfs'"),
 ])
 def test_mkimage_refuses_on_the_front_end_before_any_call(fakes, fs, fmt, message):
     fakes.vm(42, {4: {"FS": fs}})

@@ -76,10 +76,6 @@ def ln(argv, conf=None):
     salt_ssh(dst.host, "gfs2clvm_tm.ln", source, dst.path, vmid, dst.disk_id, vg=conf["vg"], conf=conf)
 
 
-# the file systems the worker's gfs2clvm.mkfs makes (_modules/gfs2clvm.py _MKFS): checked
-# here, before any call (an unknown FS was refused by the worker only after a long call)
-WORKER_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "vfat")
-
 
 def mkimage(argv, conf=None, stdin=None):
     """mkimage size format host:<ds>/<vmid>/disk.i vmid dsid
@@ -100,7 +96,7 @@ def mkimage(argv, conf=None, stdin=None):
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     dst = Location(dst, "destination").check_vm(vmid, conf.datastores_dir, disk=True)
-    fmt = validate.fstype(fmt) if fmt else "raw"
+    fmt = str(fmt).strip().lower() or "raw"  # checked below: qcow2 refused, a file system by check_fs
     if fmt == "qcow2":
         raise DriverError(f"volatile disk {dst.disk_id} of VM {vmid}: FORMAT qcow2 is not supported "
                           "(gfs2clvm disks are raw LVs): use FORMAT=raw")
@@ -115,12 +111,13 @@ def mkimage(argv, conf=None, stdin=None):
 
 
 def check_fs(fs, what):
-    """``fs`` when the workers can make it (or ``swap``), else a clear refusal."""
-    text = str(fs).strip().lower()
-    if text != "swap" and text not in WORKER_FS:
-        raise DriverError(f"{what}: unsupported file system {str(fs)[:32]!r} "
-                          f"(supported: {', '.join(WORKER_FS)})")
-    return text
+    """``fs`` when the workers can make it (or ``swap``), None for no file system
+    (raw/none …), else a clear refusal: the one list is ``validate.FILESYSTEMS``."""
+    try:
+        text = validate.fstype(str(fs).strip())
+    except DriverError as err:
+        raise DriverError(f"{what}: {err}") from None
+    return None if text in validate.NO_FILESYSTEM else text
 
 
 def read_vm_stdin(stdin=None):
