@@ -31,6 +31,10 @@ DEFAULTS = {
     "ssh": "/usr/bin/ssh",
     "ssh_options": [],
     "oneimage": "oneimage",
+    "onevm": "onevm",  # TM restore: the VM, its backup image and that image's datastore
+    "onedatastore": "onedatastore",
+    "one_remotes": None,  # OpenNebula's remotes (backup datastore drivers, downloader.sh);
+    # default: $ONE_LOCATION/var/remotes, else /var/lib/one/remotes
     "context_max_bytes": 1024 * 1024,
     "default_size_mb": 1024,
     "datastores": {},
