@@ -1401,6 +1401,14 @@ def export_qcow2(src, dst):
         raise SaltInvocationError(f"src must be an LV device, not {src}")
     _mount_check(conf)
     _makedirs(conf, os.path.dirname(dst))
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise _os_error("cannot read", src, err) from err
     target = _temp_name(dst)
     started = time.monotonic()
     argv = ["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2"]
@@ -1415,11 +1423,6 @@ def export_qcow2(src, dst):
         if isinstance(err, OSError):
             raise _os_error("cannot write", dst, err) from err
         raise
-    fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
     return {"src": src, "dst": dst, "bytes": size, "file_bytes": os.path.getsize(dst),
             "seconds": round(time.monotonic() - started, 3)}
 

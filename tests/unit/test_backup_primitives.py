@@ -73,7 +73,7 @@ def test_export_qcow2_then_restore_gives_the_same_bytes(mod, mnt, loop_lv):
 
 def test_export_qcow2_failure_leaves_no_file(mod, mnt):
     dst = mnt / "backup" / "disk.0.0"
-    with pytest.raises(CommandExecutionError, match="qemu-img"):
+    with pytest.raises(CommandExecutionError, match="cannot read /dev/gfs2clvm-none/lv-one-1-0"):
         mod.export_qcow2("/dev/gfs2clvm-none/lv-one-1-0", str(dst))
     assert not dst.exists() and list(dst.parent.iterdir()) == []
 
@@ -102,3 +102,11 @@ def test_image_size_raw_and_refusals(mod, mnt):
         mod.image_size(str(mnt / "missing"))
     with pytest.raises(SaltInvocationError, match="not under the mountpoint"):
         mod.image_size("/etc/passwd")
+
+
+def test_export_qcow2_that_cannot_be_put_in_place_leaves_no_temporary_file(mod, mnt, loop_lv):
+    dst = mnt / "backup" / "disk.0.0"
+    (dst / "in-the-way").mkdir(parents=True)  # a non-empty directory where the file goes
+    with pytest.raises(CommandExecutionError, match="cannot write"):
+        mod.export_qcow2(str(loop_lv), str(dst))
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["disk.0.0"] and dst.is_dir()
