@@ -103,7 +103,7 @@ def test_backup_and_restore_round_trip_a_vm_disk(lab_salt, env):
     lab.out("node1", ["lvcreate", "-q", "-y", "-n", name, "-L", f"{SIZE_MB}m", lab.vg])
     try:
         lab.out("node1", f"mkdir -p {vmdir} && ln -s {dev} {vmdir}/disk.0", user="oneadmin")
-        lab.out("node1", f"head -c {SIZE_MB * MiB} /dev/urandom | dd of={dev} bs=1M oflag=direct status=none",
+        lab.out("node1", f"head -c {SIZE_MB * MiB} /dev/urandom | dd of={dev} bs=1M iflag=fullblock oflag=direct status=none",
                 user="oneadmin")
         # 1. powered off: prebackup reads the disk itself
         run(env, "prebackup", *argv, stdin=xml)
@@ -111,7 +111,7 @@ def test_backup_and_restore_round_trip_a_vm_disk(lab_salt, env):
         assert listing == ["disk.0.0", "vm.xml"], listing
         lab.out("node1", f"qemu-img compare -q -f qcow2 -F raw {bdir}/disk.0.0 {dev}", user="oneadmin")
         # 2. running (the disk held open as qemu holds it): a snapshot, removed afterwards
-        lab.out("node1", f"head -c {MiB} /dev/urandom | dd of={dev} bs=1M seek=3 oflag=direct status=none",
+        lab.out("node1", f"head -c {MiB} /dev/urandom | dd of={dev} bs=1M seek=3 iflag=fullblock oflag=direct status=none",
                 user="oneadmin")
         at_backup = sha_of(lab, dev)
         holder = lab.out("node1", f"nohup sh -c 'exec 3<>{dev}; exec sleep 900' >/dev/null 2>&1 & echo $!",
@@ -129,7 +129,7 @@ def test_backup_and_restore_round_trip_a_vm_disk(lab_salt, env):
         # 3. the disk changes; the VM is powered off; onevm restore puts the backup back
         lab.ssh("node1", ["kill", holder], user="oneadmin")
         holder = None
-        lab.out("node1", f"head -c {SIZE_MB * MiB} /dev/urandom | dd of={dev} bs=1M oflag=direct status=none",
+        lab.out("node1", f"head -c {SIZE_MB * MiB} /dev/urandom | dd of={dev} bs=1M iflag=fullblock oflag=direct status=none",
                 user="oneadmin")
         assert sha_of(lab, dev) != at_backup
         # RESTORE tm_mad host:remote_dir vm_id img_id inc_id disk_id
