@@ -1188,25 +1188,40 @@ def _drop_snap(vg, snap):
         _p("lv_remove")(snap, vg=vg, missing_ok=True)
 
 
-def _export_live(vmid, diskid, lv_vg, lv, dst):
-    """Snapshot (thick COW, or thin for a thin LV) -> qcow2 -> snapshot removed,
-    whatever happens (src/tm_mad/lib/lvm.rb:148-172 in release-7.4.0 does the same
-    for thin LVs only: a thick origin can be snapshotted while open as well)."""
-    snap = _backup_snap(vmid, diskid)
-    _drop_snap(lv_vg, snap)
-    made = _p("lv_snapshot")(lv, snap, vg=lv_vg, allow_open=True)
+@contextlib.contextmanager
+def _live_snapshots(vmid, sources):
+    """Snapshot every disk first (one point in time for all of them, as
+    src/tm_mad/lib/backup.rb:134-142 in release-7.4.0 takes all snapshots before the
+    exports), yield ``{diskid: snapshot device}``, and remove every snapshot whatever
+    happens.  Thick COW snapshots, or thin ones for thin LVs: lvm.rb:151-164 does
+    this for thin LVs only; a thick origin can be snapshotted while open as well."""
+    made = []
+    devices = {}
     try:
-        if made.get("thin"):
-            _p("lv_activate")(snap, vg=lv_vg, mode="exclusive")  # thin snapshots skip activation
-        ret = _p("export_qcow2")(f"/dev/{lv_vg}/{snap}", dst)
+        for diskid, lv_vg, lv in sources:
+            snap = _backup_snap(vmid, diskid)
+            _drop_snap(lv_vg, snap)
+            ret = _p("lv_snapshot")(lv, snap, vg=lv_vg, allow_open=True)
+            made.append((lv_vg, snap))
+            if ret.get("thin"):
+                _p("lv_activate")(snap, vg=lv_vg, mode="exclusive")  # thin snapshots skip activation
+            devices[diskid] = f"/dev/{lv_vg}/{snap}"
+        yield devices
     except BaseException:
+        for lv_vg, snap in reversed(made):
+            try:
+                _p("lv_remove")(snap, vg=lv_vg, missing_ok=True)
+            except Exception as err:  # noqa: BLE001 -- the first error is the reason; postbackup retries
+                log.error("gfs2clvm_tm: could not remove the backup snapshot %s/%s: %s", lv_vg, snap, err)
+        raise
+    failed = None
+    for lv_vg, snap in reversed(made):  # success: every removal tried, the first failure raised
         try:
             _p("lv_remove")(snap, vg=lv_vg, missing_ok=True)
-        except Exception as err:  # noqa: BLE001 -- the first error is the reason; postbackup retries
-            log.error("gfs2clvm_tm: could not remove the backup snapshot %s/%s: %s", lv_vg, snap, err)
-        raise
-    _p("lv_remove")(snap, vg=lv_vg, missing_ok=True)
-    return ret
+        except CommandExecutionError as err:
+            failed = failed or err
+    if failed:
+        raise failed
 
 
 def _export_offline(lv_vg, lv, dst):
@@ -1253,14 +1268,17 @@ def backup(vmdir, vmid, disks, live=False, vm_xml=None, vg=None):
     _rmtree(bdir)  # a stale one of an earlier attempt (src/tm_mad/lib/backup.rb:128)
     done = []
     try:
-        for diskid, lv_vg, lv in sources:
-            dst = os.path.join(bdir, f"disk.{diskid}.0")
-            if live:
-                ret = _export_live(vmid, diskid, lv_vg, lv, dst)
-            else:
-                ret = _export_offline(lv_vg, lv, dst)
-            done.append({"disk": diskid, "lv": f"{lv_vg}/{lv}", "bytes": ret.get("bytes"),
-                         "file_bytes": ret.get("file_bytes")})
+        if live:
+            with _live_snapshots(vmid, sources) as snaps:
+                for diskid, lv_vg, lv in sources:
+                    ret = _p("export_qcow2")(snaps[diskid], os.path.join(bdir, f"disk.{diskid}.0"))
+                    done.append({"disk": diskid, "lv": f"{lv_vg}/{lv}", "bytes": ret.get("bytes"),
+                                 "file_bytes": ret.get("file_bytes")})
+        else:
+            for diskid, lv_vg, lv in sources:
+                ret = _export_offline(lv_vg, lv, os.path.join(bdir, f"disk.{diskid}.0"))
+                done.append({"disk": diskid, "lv": f"{lv_vg}/{lv}", "bytes": ret.get("bytes"),
+                             "file_bytes": ret.get("file_bytes")})
         # the base64 VM document, as src/tm_mad/lib/backup.rb:132 writes it
         with open(os.path.join(bdir, "vm.xml"), "w", encoding="ascii") as handle:
             handle.write(base64.encodebytes(xml.encode()).decode())

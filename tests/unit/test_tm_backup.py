@@ -272,3 +272,21 @@ def test_restore_refuses_a_staged_file_outside_the_staging_area(world, mnt):
     with pytest.raises(SaltInvocationError, match="not in"):
         tm.restore(vmdir(mnt), 42, {"0": item})
     assert os.path.islink(disk(mnt, 0)) and called(world, "copy") == []
+
+
+def test_live_backup_snapshots_every_disk_before_the_first_copy(world, mnt):
+    _vm(world, mnt, disks=(0, 1), open=True)
+    tm.backup(vmdir(mnt), 42, [0, 1], live=True, vm_xml=packed())
+    order = [c[0] for c in world.calls if c[0] in ("lv_snapshot", "export_qcow2", "lv_remove")]
+    assert order == ["lv_snapshot", "lv_snapshot", "export_qcow2", "export_qcow2", "lv_remove", "lv_remove"]
+    assert world.names() == ["lv-one-42-0", "lv-one-42-1"]
+
+
+def test_a_failed_second_snapshot_removes_the_first(world, mnt):
+    _vm(world, mnt, disks=(0, 1), open=True)
+    world.fail["lv_snapshot"] = lambda args, kw: CommandExecutionError("lvcreate failed (rc 5): Insufficient free space") \
+        if args[0] == "lv-one-42-1" else None
+    with pytest.raises(CommandExecutionError, match="Insufficient free space"):
+        tm.backup(vmdir(mnt), 42, [0, 1], live=True, vm_xml=packed())
+    assert world.names() == ["lv-one-42-0", "lv-one-42-1"] and not os.path.exists(bdir(mnt))
+    assert called(world, "export_qcow2") == []
