@@ -856,7 +856,7 @@ def lv_deactivate(name, vg=None):
     return {"name": name, "vg": vg, "active": False}
 
 
-def lv_snapshot(origin, name, vg=None, size_mb=None):
+def lv_snapshot(origin, name, vg=None, size_mb=None, allow_open=False):
     """
     Snapshot a logical volume that is not in use.
 
@@ -867,6 +867,9 @@ def lv_snapshot(origin, name, vg=None, size_mb=None):
     size_mb
         COW size of a thick snapshot; default ``snapshot_size_pct`` % of the
         origin. A thin origin gets a thin snapshot (no size).
+    allow_open
+        snapshot an open origin too (the live backup of a running VM: a
+        crash-consistent point-in-time copy that is read and removed at once)
 
     Returns ``{name, vg, origin, path, thin, size_mb}``.
 
@@ -879,8 +882,9 @@ def lv_snapshot(origin, name, vg=None, size_mb=None):
     conf = _config()
     origin, name, vg = _lv(origin), _lv(name), _vg(vg or conf["vg"])
     size = _size_mb(size_mb) if size_mb is not None else None
+    allow_open = _flag(allow_open, "allow_open")
     src = _lv_need(conf, vg, origin)
-    if src["open"]:
+    if src["open"] and not allow_open:
         raise CommandExecutionError(f"logical volume {vg}/{origin} is open (in use): not snapshotting it")
     if _lv_get(conf, vg, name):
         raise CommandExecutionError(f"logical volume {vg}/{name} already exists")
@@ -1426,6 +1430,80 @@ def _copy_qcow2(src, dst, dst_is_device, dst_zeroed):
             os.unlink(target)
         raise
     return size
+
+
+# --------------------------------------------------------------------------
+# backups: an LV as a qcow2 file on GFS2, the format of a staged image
+# --------------------------------------------------------------------------
+def export_qcow2(src, dst):
+    """
+    Write the content of ``src`` (an LV device, or a ``disk.N`` link to one) to
+    a new qcow2 file ``dst`` under ``mountpoint`` with ``qemu-img convert -O
+    qcow2`` (zero blocks are not stored) -- what OpenNebula's backup datastores
+    expect as ``<vmdir>/backup/disk.<id>.0`` (src/tm_mad/lib/lvm.rb:172 in
+    release-7.4.0).  Built under a temporary name and renamed; on failure
+    nothing is left.  Returns ``{src, dst, bytes, file_bytes, seconds}``
+    (``bytes``: the virtual size).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' gfs2clvm.export_qcow2 /dev/vg_cloudstorage/lv-one-42-0-backup /var/lib/one/datastores/0/42/backup/disk.0.0
+    """
+    conf = _config()
+    src_kind, src = _local_path(conf, src, "src")
+    dst = _file_path(conf, dst, "dst", follow=False)
+    if src_kind != "lv":
+        raise SaltInvocationError(f"src must be an LV device, not {src}")
+    _mount_check(conf)
+    _makedirs(conf, os.path.dirname(dst))
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise _os_error("cannot read", src, err) from err
+    target = _temp_name(dst)
+    started = time.monotonic()
+    argv = ["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2"]
+    argv += ["-T", "none"] if _direct_ok(src, os.O_RDONLY) else []
+    try:
+        _run(argv + [src, target])
+        _give(conf, target)
+        os.replace(target, dst)
+    except (CommandExecutionError, OSError) as err:
+        if os.path.lexists(target):
+            os.unlink(target)
+        if isinstance(err, OSError):
+            raise _os_error("cannot write", dst, err) from err
+        raise
+    return {"src": src, "dst": dst, "bytes": size, "file_bytes": os.path.getsize(dst),
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def image_size(path):
+    """
+    Format and virtual size of an image file under ``mountpoint``: ``qcow2``
+    (its header; backing files, external data files and encryption refused as
+    by ``copy``) or ``raw`` (the file size), read before anything is written.
+    Returns ``{path, fmt, bytes}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' gfs2clvm.image_size /var/lib/one/.gfs2clvm-staging/0123abcd.img
+    """
+    conf = _config()
+    path = _file_path(conf, path, "path", follow=False)
+    if not os.path.isfile(path) or os.path.islink(path):
+        raise CommandExecutionError(f"{path} is not a file")
+    if _is_qcow2(path):
+        return {"path": path, "fmt": "qcow2", "bytes": _qcow2_size(path)}
+    return {"path": path, "fmt": "raw", "bytes": os.path.getsize(path)}
 
 
 # --------------------------------------------------------------------------

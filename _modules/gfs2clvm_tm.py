@@ -1207,3 +1207,266 @@ def ds_monitor(vg=None):
     conf = _conf()
     usage = _p("vg_usage")(vg=_vg(vg or conf["vg"]))
     return {"used_mb": usage["used_mb"], "free_mb": usage["free_mb"], "total_mb": usage["total_mb"]}
+
+
+# --------------------------------------------------------------------------
+# backups (OpenNebula 7.4: src/vmm_mad/exec/one_vmm_exec.rb:1318-1386 runs TM
+# prebackup[_live] on the front-end, then the backup datastore's ``backup``, which
+# uploads ``<vmdir>/backup/`` from the host, then TM postbackup[_live])
+# --------------------------------------------------------------------------
+BACKUP_DIR = "backup"
+MiB = 1024 * 1024
+
+
+def _backup_snap(vmid, diskid):
+    """The temporary snapshot of a live backup (never an OpenNebula snapshot id)."""
+    return f"lv-one-{vmid}-{diskid}-backup"
+
+
+def _disk_ids(disks):
+    if isinstance(disks, (int, str)) and not isinstance(disks, bool):
+        disks = [d for d in str(disks).split(":") if d != ""]
+    if not isinstance(disks, (list, tuple)) or not disks:
+        raise SaltInvocationError(f"disks must be a non-empty list of disk ids, not {disks!r}")
+    ids = [_id(d, "disk id") for d in disks]
+    if len(set(ids)) != len(ids):
+        raise SaltInvocationError(f"disk ids repeat: {disks!r}")
+    return ids
+
+
+def _vm_xml_text(vm_xml):
+    """The VM's XML from base64(zlib(xml)) as the front-end sends it."""
+    import zlib
+
+    try:
+        text = zlib.decompress(base64.b64decode(vm_xml, validate=True)).decode()
+    except (TypeError, ValueError, zlib.error) as err:
+        raise SaltInvocationError(f"vm_xml must be base64 of zlib-compressed XML: {err}") from None
+    if not text.lstrip().startswith("<VM"):
+        raise SaltInvocationError("vm_xml is not a <VM> document")
+    return text
+
+
+def _rmtree(path):
+    """Remove the backup directory ``path`` (files only, as the backup makes them)."""
+    import shutil
+
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _drop_snap(vg, snap):
+    """Remove a backup snapshot left by an earlier attempt (absent is fine)."""
+    found = [lv for lv in _p("lv_list")(vg=vg, prefix=snap)["lvs"] if lv["name"] == snap]
+    if found and found[0]["open"]:
+        raise CommandExecutionError(f"{vg}/{snap} (an earlier backup's snapshot) is open: not removing it")
+    if found:
+        log.warning("gfs2clvm_tm: removing %s/%s left by an earlier backup", vg, snap)
+        _p("lv_remove")(snap, vg=vg, missing_ok=True)
+
+
+@contextlib.contextmanager
+def _live_snapshots(vmid, sources):
+    """Snapshot every disk first (one point in time for all of them, as
+    src/tm_mad/lib/backup.rb:134-142 in release-7.4.0 takes all snapshots before the
+    exports), yield ``{diskid: snapshot device}``, and remove every snapshot whatever
+    happens.  Thick COW snapshots, or thin ones for thin LVs: lvm.rb:151-164 does
+    this for thin LVs only; a thick origin can be snapshotted while open as well."""
+    made = []
+    devices = {}
+    try:
+        for diskid, lv_vg, lv in sources:
+            snap = _backup_snap(vmid, diskid)
+            _drop_snap(lv_vg, snap)
+            ret = _p("lv_snapshot")(lv, snap, vg=lv_vg, allow_open=True)
+            made.append((lv_vg, snap))
+            if ret.get("thin"):
+                _p("lv_activate")(snap, vg=lv_vg, mode="exclusive")  # thin snapshots skip activation
+            devices[diskid] = f"/dev/{lv_vg}/{snap}"
+        yield devices
+    except BaseException:
+        for lv_vg, snap in reversed(made):
+            try:
+                _p("lv_remove")(snap, vg=lv_vg, missing_ok=True)
+            except Exception as err:  # noqa: BLE001 -- the first error is the reason; postbackup retries
+                log.error("gfs2clvm_tm: could not remove the backup snapshot %s/%s: %s", lv_vg, snap, err)
+        raise
+    failed = None
+    for lv_vg, snap in reversed(made):  # success: every removal tried, the first failure raised
+        try:
+            _p("lv_remove")(snap, vg=lv_vg, missing_ok=True)
+        except CommandExecutionError as err:
+            failed = failed or err
+    if failed:
+        raise failed
+
+
+def _export_offline(lv_vg, lv, dst):
+    """The disk of a powered-off VM, read directly (activated here if it is not)."""
+    info = _p("lv_info")(lv, vg=lv_vg)
+    if info["open"]:
+        raise CommandExecutionError(
+            f"{lv_vg}/{lv} is open (in use by a running VM): not copying it (a running VM needs a live backup)"
+        )
+    if info["active"]:
+        return _p("export_qcow2")(f"/dev/{lv_vg}/{lv}", dst)
+    _p("lv_activate")(lv, vg=lv_vg, mode="exclusive")
+    try:
+        return _p("export_qcow2")(f"/dev/{lv_vg}/{lv}", dst)
+    finally:
+        _release(lv_vg, lv)
+
+
+def backup(vmdir, vmid, disks, live=False, vm_xml=None, vg=None):
+    """
+    prebackup / prebackup_live: write ``<vmdir>/backup/disk.<id>.0`` (qcow2) for
+    every disk in ``disks`` and ``<vmdir>/backup/vm.xml`` (base64 of the VM's
+    XML), the files OpenNebula's backup datastores upload (rsync, restic:
+    ``disk.*`` and ``vm.xml``).  ``live``: the VM runs; each disk is read from a
+    temporary LVM snapshot ``lv-one-<vmid>-<disk>-backup`` (thin for a thin LV)
+    that is always removed.  Atomic: on failure the backup directory is removed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh node1 gfs2clvm_tm.backup /var/lib/one/datastores/0/42 42 0:1 live=True vm_xml=eJyzCfO1AwAD5AGX
+    """
+    conf = _conf()
+    vmid = _id(vmid, "vmid")
+    vg = _vg(vg or conf["vg"])
+    _, vmdir, _ = _vm_path(conf, vmdir, vmid, disk=False)
+    ids = _disk_ids(disks)
+    if not isinstance(live, bool):
+        raise SaltInvocationError(f"live must be true or false, not {live!r}")
+    xml = _vm_xml_text(vm_xml)
+    sources = [(d, *_disk_lv(conf, os.path.join(vmdir, f"disk.{d}"), vmid, vg)[:2]) for d in ids]
+    bdir = os.path.join(vmdir, BACKUP_DIR)
+    _rmtree(bdir)  # a stale one of an earlier attempt (src/tm_mad/lib/backup.rb:128)
+    done = []
+    try:
+        if live:
+            with _live_snapshots(vmid, sources) as snaps:
+                for diskid, lv_vg, lv in sources:
+                    ret = _p("export_qcow2")(snaps[diskid], os.path.join(bdir, f"disk.{diskid}.0"))
+                    done.append({"disk": diskid, "lv": f"{lv_vg}/{lv}", "bytes": ret.get("bytes"),
+                                 "file_bytes": ret.get("file_bytes")})
+        else:
+            for diskid, lv_vg, lv in sources:
+                ret = _export_offline(lv_vg, lv, os.path.join(bdir, f"disk.{diskid}.0"))
+                done.append({"disk": diskid, "lv": f"{lv_vg}/{lv}", "bytes": ret.get("bytes"),
+                             "file_bytes": ret.get("file_bytes")})
+        # the base64 VM document, as src/tm_mad/lib/backup.rb:132 writes it
+        with open(os.path.join(bdir, "vm.xml"), "w", encoding="ascii") as handle:
+            handle.write(base64.encodebytes(xml.encode()).decode())
+    except BaseException:
+        try:
+            _rmtree(bdir)
+        except OSError as err:
+            log.error("gfs2clvm_tm: could not remove %s: %s", bdir, err)
+        raise
+    return _ret("backup", path=bdir, live=live, disks=done)
+
+
+def backup_cleanup(vmdir, vmid, vg=None):
+    """
+    postbackup / postbackup_live: remove ``<vmdir>/backup`` and any backup
+    snapshot ``lv-one-<vmid>-<disk>-backup`` an interrupted backup left.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh node1 gfs2clvm_tm.backup_cleanup /var/lib/one/datastores/0/42 42
+    """
+    conf = _conf()
+    vmid = _id(vmid, "vmid")
+    vg = _vg(vg or conf["vg"])
+    _, vmdir, _ = _vm_path(conf, vmdir, vmid, disk=False)
+    bdir = os.path.join(vmdir, BACKUP_DIR)
+    existed = os.path.lexists(bdir)
+    try:
+        _rmtree(bdir)
+    except OSError as err:
+        raise CommandExecutionError(f"cannot remove {bdir}: {err.strerror}") from err
+    removed = []
+    for lv in _p("lv_list")(vg=vg, prefix=f"lv-one-{vmid}-")["lvs"]:
+        if re.fullmatch(rf"lv-one-{vmid}-\d+-backup", lv["name"]):
+            _p("lv_remove")(lv["name"], vg=vg, missing_ok=True)
+            removed.append(lv["name"])
+    return _ret("backup_cleanup", path=bdir, removed_dir=existed, removed=removed)
+
+
+def _staged_sha256(path, want):
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * MiB), b""):
+            hasher.update(block)
+    if hasher.hexdigest() != want:
+        raise CommandExecutionError(f"staged file {path}: sha256 mismatch (the download was damaged)")
+
+
+def _restore_plan(conf, vmdir, vmid, vg, disks):
+    """Check every disk before any is written: staged file (place, size, sha256),
+    image header and size, the target LV (exists, not in use, large enough)."""
+    plan = []
+    for key, item in sorted(disks.items(), key=lambda kv: _id(kv[0], "disk id")):
+        diskid = _id(key, "disk id")
+        if not isinstance(item, dict):
+            raise SaltInvocationError(f"disks[{key}] must be a mapping of staged, bytes, sha256")
+        staged = _staged(conf, item.get("staged"), item.get("bytes"), item.get("sha256"))
+        _staged_sha256(staged, item["sha256"])
+        image = _p("image_size")(staged)
+        lv_vg, lv, _, path = _disk_lv(conf, os.path.join(vmdir, f"disk.{diskid}"), vmid, vg)
+        info = _p("lv_info")(lv, vg=lv_vg)
+        if info["open"]:
+            raise CommandExecutionError(f"{lv_vg}/{lv} is open (in use by a running VM): power the VM off to restore")
+        if image["bytes"] > info["size_mb"] * MiB:
+            raise CommandExecutionError(
+                f"the backup of disk {diskid} ({image['bytes']} bytes) is larger than {lv_vg}/{lv} ({info['size_mb']} MiB)"
+            )
+        plan.append((diskid, staged, image["fmt"], lv_vg, lv, info["active"]))
+    return plan
+
+
+def restore(vmdir, vmid, disks, vg=None):
+    """
+    TM restore: write backed-up disk images (streamed to the staging area by the
+    front-end: ``disks = {diskid: {staged, bytes, sha256}}``; raw or qcow2) back
+    into the LVs behind ``<vmdir>/disk.<id>``.  Every disk is checked (sha256,
+    image header, size, not in use) before the first byte is written; the
+    staged files are always removed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-ssh node1 gfs2clvm_tm.restore /var/lib/one/datastores/0/42 42 '{"0": {"staged": "/var/lib/one/.gfs2clvm-staging/0123abcd.img", "bytes": 1048576, "sha256": "<hex>"}}'
+    """
+    conf = _conf()
+    vmid = _id(vmid, "vmid")
+    vg = _vg(vg or conf["vg"])
+    _, vmdir, _ = _vm_path(conf, vmdir, vmid, disk=False)
+    if not isinstance(disks, dict) or not disks:
+        raise SaltInvocationError("disks must be a non-empty mapping of disk id to the staged image")
+    staged = [item.get("staged") for item in disks.values() if isinstance(item, dict)]
+    try:
+        plan = _restore_plan(conf, vmdir, vmid, vg, disks)
+        done = []
+        for diskid, path, fmt, lv_vg, lv, active in plan:
+            if not active:
+                _p("lv_activate")(lv, vg=lv_vg, mode="exclusive")
+            try:
+                ret = _p("copy")(path, f"/dev/{lv_vg}/{lv}", fmt=fmt, sparse=True, dst_zeroed=False)
+            finally:
+                if not active:
+                    _release(lv_vg, lv)
+            done.append({"disk": diskid, "lv": f"{lv_vg}/{lv}", "fmt": fmt, "bytes": ret.get("bytes")})
+    finally:
+        for path in staged:
+            if (isinstance(path, str) and RE_PATH.match(path) and os.path.normpath(path) == path
+                    and os.path.dirname(path) == _staging_dir(conf)):
+                _drop_staged(conf, path)
+    return _ret("restore", path=vmdir, disks=done)

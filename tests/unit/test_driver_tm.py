@@ -23,7 +23,7 @@ def test_every_action_exists_and_is_thin():
     assert ACTIONS == sorted([
         "clone", "ln", "mkimage", "mkswap", "context", "mv", "mvds", "cpds", "delete", "resize",
         "snap_create", "snap_delete", "snap_revert", "premigrate", "postmigrate", "failmigrate",
-        "monitor",
+        "monitor", "prebackup", "prebackup_live", "postbackup", "postbackup_live", "restore",
     ])
     for name in ACTIONS:
         text = (TM / "tm" / "gfs2clvm" / name).read_text()

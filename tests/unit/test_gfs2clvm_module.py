@@ -124,7 +124,7 @@ PUBLIC = [
     "name_vm", "name_snap", "name_image", "name_parse", "vm_dir", "lv_create", "lv_remove",
     "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot", "lv_resize", "copy",
     "chown", "link", "mkswap", "mkfs", "context_iso", "vm_disks", "vm_delete", "check",
-    "orphans", "orphans_remove", "vg_usage", "image_info",
+    "orphans", "orphans_remove", "vg_usage", "image_info", "export_qcow2", "image_size",
 ]
 
 
@@ -829,6 +829,13 @@ case("vm_delete", 1, path=f"{MP}/datastores/0/2")
 case("vm_delete", 1, wipe="x")
 case("orphans", vmids="1;2")
 case("orphans_remove", dry_run="no way")
+for bad in BAD_PATHS:  # backups
+    case("export_qcow2", f"/dev/{VG}/lv-one-1-0", bad)
+    case("image_size", bad)
+    if bad is not None:
+        case("export_qcow2", bad, f"{MP}/datastores/0/1/backup/disk.0.0")
+case("export_qcow2", f"{MP}/src", f"{MP}/datastores/0/1/backup/disk.0.0")  # src must be an LV
+case("lv_snapshot", "lv-one-1-0", "lv-one-1-0-backup", allow_open="yes")
 
 
 @pytest.mark.parametrize("fun,args,kwargs", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
@@ -886,3 +893,25 @@ def test_configuration_ignores_other_formula_keys(fake, conf):
     got = gfs2clvm._config()
     assert (got["dd_bs"], got["zero_new"], got["sudo"]) == (1048576, False, True)
     assert "packages" not in got
+
+
+# ---------------------------------------------------------------- backups
+def test_lv_snapshot_of_an_open_origin_only_with_allow_open(fake):
+    """The live backup's snapshot (gfs2clvm_tm.backup): an open origin (a running VM's
+    disk) is snapshotted only when asked, under the name the sudoers rule allows."""
+    fake.lvs("lvs_all.json")
+    with pytest.raises(CommandExecutionError, match="lv-one-7-1 is open"):
+        gfs2clvm.lv_snapshot("lv-one-7-1", "lv-one-7-1-backup")
+    assert not fake.writes()
+    ret = gfs2clvm.lv_snapshot("lv-one-7-1", "lv-one-7-1-backup", allow_open=True)
+    assert fake.writes() == [["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-7-1-backup", "-L", "7m",
+                              f"{VG}/lv-one-7-1"]]
+    assert ret["thin"] is False
+    # removing it, activating a thin one (activation skip): allowed by the rule too
+    for argv in (["/sbin/lvremove", "--yes", f"{VG}/lv-one-7-1-backup"],
+                 ["/sbin/lvchange", "-aey", "-K", f"{VG}/lv-one-8-0-backup"],
+                 ["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-8-1-backup", f"{VG}/lv-oneimg-{'0' * 32}"]):
+        assert sudoers_rule.allowed(argv), argv
+    assert not sudoers_rule.allowed(["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-8-1-backupx", f"{VG}/lv-one-8-1"])
+    with pytest.raises(SaltInvocationError, match="allow_open"):
+        gfs2clvm.lv_snapshot("lv-one-7-1", "lv-one-7-1-backup", allow_open="yes")

@@ -242,6 +242,7 @@ def test_public_functions_have_cli_examples():
         "clone", "ln", "mkimage", "mkswap", "context", "mv", "mvds", "cpds", "delete", "resize",
         "snap_create", "snap_delete", "snap_revert", "premigrate", "postmigrate", "failmigrate",
         "monitor", "ds_cp", "ds_mkfs", "ds_rm", "ds_stat", "ds_clone", "ds_monitor",
+        "backup", "backup_cleanup", "restore",
     ])
     for name in public:
         assert f"gfs2clvm_tm.{name}" in getattr(tm, name).__doc__ and "CLI Example:" in getattr(tm, name).__doc__

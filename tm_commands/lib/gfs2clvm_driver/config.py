@@ -33,7 +33,10 @@ DEFAULTS = {
     "ssh": "/usr/bin/ssh",
     "ssh_options": [],
     "oneimage": "oneimage",
-    "onevm": "onevm",  # mkimage reads the VM's DISK/FS with `onevm show -x` (as fs_lvm/mkimage does)
+    "onevm": "onevm",  # mkimage reads the VM's DISK/FS with `onevm show -x` (as fs_lvm/mkimage does); TM restore: the VM
+    "onedatastore": "onedatastore",
+    "one_remotes": None,  # OpenNebula's remotes (backup datastore drivers, downloader.sh);
+    # default: $ONE_LOCATION/var/remotes, else /var/lib/one/remotes
     "context_max_bytes": 1024 * 1024,
     "default_size_mb": 1024,
     "datastores": {},

@@ -9,8 +9,10 @@ payload (None for most actions).
 import base64
 import binascii
 import io
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -18,7 +20,7 @@ import uuid
 import xml.etree.ElementTree as ET
 
 from . import config, monitord, stream, validate
-from .core import DriverError, info
+from .core import DriverError, error, info, one_line
 from .location import Location
 from .saltssh import MAX_INLINE, salt_ssh, salt_ssh_many
 
@@ -497,3 +499,267 @@ def format_monitor(data):
     except (KeyError, TypeError, ValueError):
         raise DriverError(f"monitor: unexpected answer {data!r:.200}") from None
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# backups and restore (OpenNebula 7.4)
+# --------------------------------------------------------------------------
+INCREMENTAL_REFUSED = "incremental backups are not supported by gfs2clvm: use MODE=FULL"
+DS_MAD_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def one_remotes(conf):
+    """OpenNebula's remotes directory on the front-end (config ``one_remotes``)."""
+    if conf.get("one_remotes"):
+        return validate.path(str(conf["one_remotes"]), "one_remotes")
+    location = os.environ.get("ONE_LOCATION")
+    return os.path.join(location, "var", "remotes") if location else "/var/lib/one/remotes"
+
+
+def _backup_base_path(conf):
+    """BACKUP_BASE_PATH of datastore.conf, read as TransferManager::Datastore.load_env
+    does (src/tm_mad/lib/datastore.rb:53-65 in release-7.4.0), or None."""
+    path = os.path.join(one_remotes(conf), "etc", "datastore", "datastore.conf")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.readlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("#"):
+            continue
+        match = re.match(r'(export)?[ \t]*([^=]+)="?([^"]+)"?$', line)
+        if match and match.group(2).strip() == "BACKUP_BASE_PATH":
+            return match.group(3).strip()
+    return None
+
+
+def _stdin(stdin):
+    if stdin is None:
+        stdin = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    return stdin
+
+
+def vm_document(text, vmid):
+    """The ``<VM>`` on prebackup's stdin: one_vmm_exec.rb:1366-1369 (release-7.4.0)
+    passes the VM element of the VMM action as plain XML; base64 is accepted too.
+    Returns (root element, XML text)."""
+    text = (text or "").strip()
+    if not text:
+        raise DriverError("no VM XML on stdin")
+    if not text.startswith("<"):
+        try:
+            text = base64.b64decode(text).decode().strip()
+        except (ValueError, UnicodeDecodeError):
+            raise DriverError("the VM XML on stdin is neither XML nor base64") from None
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as err:
+        raise DriverError(f"the VM XML on stdin is not valid XML: {err}") from None
+    if root.tag != "VM":
+        inner = root.find(".//VM")
+        if inner is None:
+            raise DriverError(f"no <VM> in the XML on stdin (found <{root.tag}>)")
+        root, text = inner, ET.tostring(inner, encoding="unicode")
+    found = (root.findtext("ID") or "").strip()
+    if found and found != str(vmid):
+        raise DriverError(f"the VM XML on stdin is VM {found}, not VM {vmid}")
+    return root, text
+
+
+def _backup_args(action, argv, conf):
+    """``host:<sysds>/<vmid> DISK_ID:...:DISK_ID deploy_id bj_id vmid dsid``
+    (src/tm/TransferManager.cc:2397-2415 in release-7.4.0; the VMM driver runs
+    it as PREBACKUP[_LIVE]/POSTBACKUP[_LIVE], one_vmm_exec.rb:1328-1344)."""
+    loc, disk_ids, _deploy_id, _bjid, vmid, dsid = validate.argc(
+        argv, 6, usage=f"{action} host:vmdir disk_id[:disk_id...] deploy_id bj_id vmid dsid"
+    )
+    vmid, dsid = _ids(vmid, dsid)
+    conf = _load(conf, dsid)
+    loc = Location(loc, "VM directory").check_vm(vmid, conf.datastores_dir, disk=False)
+    disks = [validate.ident(d, "disk id") for d in str(disk_ids).split(":") if d != ""]
+    return loc, disks, vmid, conf
+
+
+def _prebackup(action, argv, conf, stdin, live):
+    import zlib
+
+    loc, disks, vmid, conf = _backup_args(action, argv, conf)
+    root, text = vm_document(_stdin(stdin), vmid)
+    mode = (root.findtext("BACKUPS/BACKUP_CONFIG/MODE") or "FULL").strip().upper()
+    if mode == "INCREMENT":  # lvm.rb:103-112: MODE=INCREMENT selects incremental backups
+        raise DriverError(INCREMENTAL_REFUSED)
+    if _backup_base_path(conf):
+        raise DriverError(
+            "BACKUP_BASE_PATH (datastore.conf) is not supported by gfs2clvm: "
+            "backups are staged in the VM directory on GFS2; unset it"
+        )
+    if not disks:
+        raise DriverError(f"{action}: no disks to back up")
+    freeze = (root.findtext("BACKUPS/BACKUP_CONFIG/FS_FREEZE") or "NONE").strip().upper()
+    if live and freeze != "NONE":
+        info(f"{action}: FS_FREEZE={freeze} is not applied by gfs2clvm: the LVM snapshot is crash-consistent")
+    packed = base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+    salt_ssh(conf.worker_for(loc.host), "gfs2clvm_tm.backup", loc.path, vmid, disks=disks,
+             live=live, vm_xml=packed, vg=conf["vg"], conf=conf)
+
+
+def prebackup(argv, conf=None, stdin=None):
+    """prebackup host:vmdir disk_ids deploy_id bj_id vmid dsid (VM XML on stdin): powered-off VM"""
+    _prebackup("prebackup", argv, conf, stdin, live=False)
+
+
+def prebackup_live(argv, conf=None, stdin=None):
+    """prebackup_live host:vmdir disk_ids deploy_id bj_id vmid dsid: running VM, LVM snapshots"""
+    _prebackup("prebackup_live", argv, conf, stdin, live=True)
+
+
+def _postbackup(action, argv, conf, stdin):
+    loc, _, vmid, conf = _backup_args(action, argv, conf)
+    _stdin(stdin)  # the VM XML; not needed to clean up
+    try:
+        salt_ssh(conf.worker_for(loc.host), "gfs2clvm_tm.backup_cleanup", loc.path, vmid,
+                 vg=conf["vg"], conf=conf)
+    except DriverError as err:
+        # as OpenNebula's own postbackup: the error is logged and the action succeeds
+        # (src/tm_mad/lvm/postbackup_live:70-78): the backup itself is already stored;
+        # the next backup or the VM's deletion removes what is left
+        error(f"{action}: cleanup failed: {err}")
+
+
+def postbackup(argv, conf=None, stdin=None):
+    """postbackup host:vmdir disk_ids deploy_id bj_id vmid dsid: remove <vmdir>/backup"""
+    _postbackup("postbackup", argv, conf, stdin)
+
+
+def postbackup_live(argv, conf=None, stdin=None):
+    """postbackup_live host:vmdir disk_ids deploy_id bj_id vmid dsid: remove <vmdir>/backup"""
+    _postbackup("postbackup_live", argv, conf, stdin)
+
+
+def _one_show(conf, key, ident, *extra):
+    """``<onevm|oneimage|onedatastore> show -x [extra] <id>`` -> (root, XML text)."""
+    argv = [str(conf[key]), "show", "-x", *extra, str(ident)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise DriverError(f"cannot run {argv[0]} show {ident}: {err}") from None
+    if proc.returncode != 0:
+        raise DriverError(f"{argv[0]} show {ident} failed: {one_line(proc.stderr) or proc.returncode}")
+    try:
+        return ET.fromstring(proc.stdout), proc.stdout.strip()
+    except ET.ParseError as err:
+        raise DriverError(f"{argv[0]} show {ident}: not XML: {err}") from None
+
+
+def _optional_id(value, what):
+    text = str(value)
+    if text == "-1":
+        return -1
+    return validate.ident(text, what)
+
+
+def backup_urls(conf, img_id, inc_id, disk_id, vmid):
+    """{disk id: URL} of backup image ``img_id`` from its datastore driver's ``ls -i``,
+    as src/tm_mad/lvm/restore:66-92 (release-7.4.0) does: stdin is
+    <DS_DRIVER_ACTION_DATA> with the DATASTORE, the VM and the IMAGE (datastore.rb:153-168)."""
+    image, image_text = _one_show(conf, "oneimage", img_id)
+    ds_id = validate.ident((image.findtext("DATASTORE_ID") or "").strip(), "backup datastore id")
+    ds, ds_text = _one_show(conf, "onedatastore", ds_id, "--decrypt")
+    _, vm_text = _one_show(conf, "onevm", vmid)
+    ds_mad = (ds.findtext("DS_MAD") or "").strip().lower()
+    if not DS_MAD_RE.match(ds_mad):
+        raise DriverError(f"datastore {ds_id} has no valid DS_MAD ({ds_mad!r})")
+    ls = os.path.join(one_remotes(conf), "datastore", ds_mad, "ls")
+    stdin = f"<DS_DRIVER_ACTION_DATA>\n{ds_text}\n{vm_text}\n{image_text}\n</DS_DRIVER_ACTION_DATA>\n"
+    try:
+        proc = subprocess.run([ls, "-i", str(inc_id)], input=stdin, capture_output=True, text=True,
+                              timeout=conf["timeout"], check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise DriverError(f"cannot list backup image {img_id} with {ls}: {err}") from None
+    if proc.returncode != 0:
+        raise DriverError(f"cannot list backup image {img_id} ({ds_mad} ls): {one_line(proc.stderr)}")
+    try:
+        listed = json.loads(proc.stdout)
+    except ValueError:
+        raise DriverError(f"{ds_mad} ls of backup image {img_id}: not JSON: {one_line(proc.stdout)[:200]}") from None
+    if not isinstance(listed, dict):
+        raise DriverError(f"{ds_mad} ls of backup image {img_id}: not a JSON object")
+    # 'tpm' (a TPM state) and other non-disk entries are not disks of this driver
+    urls = {int(k): str(v) for k, v in listed.items() if str(k).isdigit()}
+    if disk_id != -1:
+        urls = {k: v for k, v in urls.items() if k == disk_id}
+    if not urls:
+        which = f"disk {disk_id}" if disk_id != -1 else "disks"
+        raise DriverError(f"backup image {img_id} (increment {inc_id}) has no {which}")
+    return urls
+
+
+def _download_chunks(proc):
+    while True:
+        chunk = proc.stdout.read(stream.CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _download(conf, host, url, target):
+    """``downloader.sh --nodecomp URL -`` (src/tm_mad/lvm/restore:102-104) into ``target``."""
+    argv = [os.path.join(one_remotes(conf), "datastore", "downloader.sh"), "--nodecomp", url, "-"]
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as err:
+        raise DriverError(f"cannot run {argv[0]}: {err.strerror}") from None
+    try:
+        count, digest = stream.send(conf, host, _download_chunks(proc), target)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace")
+        proc.wait()
+    if proc.returncode != 0:
+        raise DriverError(f"downloading {url} failed: {one_line(err) or f'exit {proc.returncode}'}")
+    return count, digest
+
+
+def _unstage(conf, host, paths):
+    """Best effort: remove staging files the worker never got to use."""
+    if not paths:
+        return
+    remote = "rm -f -- " + " ".join(shlex.quote(p) for p in paths)
+    try:
+        subprocess.run(stream.ssh_argv(conf, host) + [remote], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def restore(argv, conf=None):
+    """restore host:<sysds>/<vmid> vmid img_id inc_id disk_id (src/tm/TransferManager.cc:2322-2330)"""
+    loc, vmid, img_id, inc_id, disk_id = validate.argc(
+        argv, 5, usage="restore host:vmdir vmid img_id inc_id disk_id"
+    )
+    vmid = validate.ident(vmid, "VM id")
+    img_id = validate.ident(img_id, "backup image id")
+    inc_id, disk_id = _optional_id(inc_id, "increment id"), _optional_id(disk_id, "disk id")
+    raw = Location(loc, "VM directory")
+    base = (conf or config.load()).datastores_dir
+    rel = os.path.relpath(raw.path, base).split("/")
+    sysds = validate.ident(rel[0], "system datastore id") if len(rel) == 2 and rel[0].isdigit() else None
+    if sysds is None:
+        raise DriverError(f"path {raw.path} is not a VM directory ({base}/<dsid>/{vmid})")
+    conf = _load(conf, sysds)
+    loc = raw.check_vm(vmid, conf.datastores_dir, disk=False)
+    host = conf.worker_for(loc.host)
+    urls = backup_urls(conf, img_id, inc_id, disk_id, vmid)
+    staged, sent = {}, []
+    try:
+        for diskid, url in sorted(urls.items()):
+            target = stream.staging_path(conf, "img")
+            sent.append(target)
+            info(f"restore: disk {diskid} of backup image {img_id} to {host}")
+            count, digest = _download(conf, host, url, target)
+            staged[str(diskid)] = {"staged": target, "bytes": count, "sha256": digest}
+    except BaseException:
+        _unstage(conf, host, sent)
+        raise
+    salt_ssh(host, "gfs2clvm_tm.restore", loc.path, vmid, disks=staged, vg=conf["vg"], conf=conf)
