@@ -15,7 +15,7 @@
       'lib': ('tm_commands/lib/gfs2clvm_driver', fe.remotes ~ '/lib/gfs2clvm_driver', '0644'),
     } %}
 {#- the driver's own keys (tm_commands/etc/gfs2clvm.conf), then frontend:conf extras #}
-{%- set conf = {'saltfile': fe.salt_dir ~ '/Saltfile', 'salt_ssh': fe.salt_ssh, 'vg': g.vg,
+{%- set conf = {'saltfile': fe.salt_dir ~ '/Saltfile', 'salt_ssh': fe.salt_ssh, 'saltssh_socket': fe.saltssh_socket, 'vg': g.vg,
                 'mountpoint': g.mountpoint, 'user': g.owner, 'datastores': fe.datastores} %}
 {%- do conf.update(fe.conf) %}
 {%- if fe.install_one_3_2 %}

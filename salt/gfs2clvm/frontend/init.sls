@@ -8,3 +8,4 @@ include:
   - .driver
   - .oned
   - .saltssh
+  - .service
