@@ -9,6 +9,7 @@ killed mid-call (one clear reason, the next call falls back), and an oned-like r
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ from gfs2clvm_driver import saltssh as driver_saltssh  # noqa: E402
 from gfs2clvm_driver import service as saltssh_service  # noqa: E402
 from gfs2clvm_driver import transport  # noqa: E402
 from gfs2clvm_driver.core import DriverError  # noqa: E402
+from gfs2clvm_driver.service import salt_python as service_python  # noqa: E402
 
 SERVICE = Path(saltssh_service.__file__)
 
@@ -432,3 +434,60 @@ def test_progress_lines_are_never_the_error(saltssh, private, service, tmp_path)
         assert (code, out, err) == (1, "", error), socket_path
         code, out, err, _ = _like_oned([sys.executable, "-c", runner, host, "0"], _driver_env(conf))
         assert (code, err) == (0, "") and "4294967296" in out, (socket_path, out, err)
+
+
+# -- the documented install layout (docs/operations.md §2.1), verbatim ------------------
+def _install_steps():
+    """The venv command of docs/operations.md §2.1, as an operator would paste it."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = text[text.index("### 2.1 What you need"):text.index("### 2.2")]
+    commands = [c for c in re.findall(r"`([^`]*python3 -m venv [^`]*)`", section)]
+    assert len(commands) == 1, commands
+    return commands[0]
+
+
+def test_the_documented_install_gets_the_service(saltssh, private, tmp_path):
+    """Salt in a venv made by §2.1's command (paths moved under tmp_path, the checkout being
+    this repository), the service started as its unit starts it (``/usr/bin/python3
+    service.py``: it re-executes under the venv's Python), an executable on
+    /usr/bin/python3: the action is served by the service (its ssh master), same result."""
+    command = _install_steps()
+    venv = Path(tempfile.mkdtemp(prefix="venv", dir="/tmp"))
+    command = command.replace("/opt/gfs2clvm-salt", str(venv)).replace("/srv/gfs2clvm", str(LIB.parents[1]))
+    subprocess.run(["sh", "-c", command], check=True, timeout=1800, capture_output=True)
+    base = Path(tempfile.mkdtemp(prefix="sd", dir="/tmp"))
+    try:
+        salt_ssh = venv / "bin" / "salt-ssh"
+        assert service_python(salt_ssh) == str(venv / "bin" / "python3")
+        mp = saltssh.mountpoints["unpriv"]
+        conf = _conf(saltssh, base / "gfs2clvm.conf", private["saltfile"], saltssh_socket=str(base / "s.sock"),
+                     mountpoint=str(mp), mount_check="none")
+        data = yaml.safe_load(conf.read_text())
+        data["salt_ssh"] = str(salt_ssh)
+        conf.write_text(yaml.safe_dump(data))
+        svc = Service(conf, base)
+        env = dict(os.environ, GFS2CLVM_CONF=str(conf), RUNTIME_DIRECTORY=str(svc.cm_dir))
+        svc.cm_dir.mkdir(mode=0o700)
+        svc.proc = subprocess.Popen(["/usr/bin/python3", str(SERVICE)], env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=open(base / "journal", "ab"),
+                                    start_new_session=True)
+        deadline = time.monotonic() + 120
+        while b"serving" not in (base / "journal").read_bytes():
+            assert svc.proc.poll() is None and time.monotonic() < deadline, (base / "journal").read_text()
+            time.sleep(0.1)
+        try:
+            assert os.path.realpath(f"/proc/{svc.proc.pid}/exe") == os.path.realpath(venv / "bin" / "python3")
+            host = saltssh.target("unpriv")
+            vmid = 6200 + os.getpid() % 1000
+            ctx = base / "context.sh"
+            ctx.write_text("ETH0_IP='10.0.0.42'\n")
+            argv = ["/usr/bin/python3", str(TM / "context"), str(ctx), f"{host}:{mp}/datastores/0/{vmid}/disk.1",
+                    str(vmid), "0"]
+            env = dict(os.environ, GFS2CLVM_CONF=str(conf), PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+            assert _like_oned(argv, env) == (0, "", "", [])
+            assert list(svc.cm_dir.iterdir())  # the call ran in the service: its ssh master
+        finally:
+            svc.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(venv, ignore_errors=True)
