@@ -314,6 +314,7 @@ def test_frontend_saltssh_service_units(frontend):
     _, high = frontend
     units = {u: args(high[f"gfs2clvm-frontend-service-{u}-file-managed"]) for u in ("socket", "service")}
     assert units["socket"]["name"] == "/etc/systemd/system/gfs2clvm-saltssh.socket"
+    assert units["service"]["name"] == "/etc/systemd/system/gfs2clvm-saltssh.service"
     context = units["service"]["context"]
     assert context == units["socket"]["context"] == {
         "socket": "/run/gfs2clvm-saltssh.sock", "user": "oneadmin", "group": "oneadmin", "python": "/usr/bin/python3",

@@ -17,14 +17,16 @@ include:
 
 gfs2clvm-frontend-service-{{ unit }}-file-managed:
   file.managed:
-    - name: /etc/systemd/system/gfs2clvm-saltssh.{{ unit }}
+    - name: {{ fe.unit_dir }}/gfs2clvm-saltssh.{{ unit }}
     - source: salt://{{ tplroot }}/files/frontend/gfs2clvm-saltssh.{{ unit }}.jinja
     - template: jinja
     - context: {{ context | json }}
     - user: root
     - group: root
     - mode: '0644'
+    - makedirs: true
 {%- endfor %}
+{%- if fe.saltssh_start %}
 
 gfs2clvm-frontend-service-socket-service-running:
   service.running:
@@ -42,3 +44,4 @@ gfs2clvm-frontend-service-restart-cmd-run:
       - file: gfs2clvm-frontend-driver-conf-file-serialize
     - require:
       - service: gfs2clvm-frontend-service-socket-service-running
+{%- endif %}
