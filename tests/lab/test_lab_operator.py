@@ -160,6 +160,8 @@ class FrontEnd:
                 "known_hosts": str(self.known_hosts),
                 "tool_dir": str(self.tool_dir),
                 "tool_link": str(self.tool),
+                "unit_dir": str(self.base / "systemd"),
+                "saltssh_start": False,  # no systemd on this host: the service's units only
                 "python": str(self.python),
                 "conf": {"timeout": 600},
             },
