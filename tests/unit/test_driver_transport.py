@@ -65,6 +65,7 @@ class FakeService:
 
     def close(self):
         self.sock.close()
+        __import__("shutil").rmtree(os.path.dirname(self.path), ignore_errors=True)
 
 
 def _say(conn, message):
