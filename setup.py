@@ -26,9 +26,12 @@ setup(
         "gfs2clvm_ext._states": "_states",
         "gfs2clvm_driver": "tm_commands/lib/gfs2clvm_driver",
     },
-    install_requires=["salt==3008.4", "pyyaml==6.0.4"],
+    # Ranges: the driver uses only Salt's public salt-ssh client API
+    # (salt.client.ssh.client.SSHClient, stable since 2015.5) and its CLI; the exact
+    # versions CI installs are in constraints.txt (pip install -c constraints.txt).
+    install_requires=["salt>=3007,<3009", "pyyaml>=6,<7"],
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-salt-factories==1.0.5"],
+        "test": ["pytest>=8,<10", "pytest-salt-factories>=1.0.1,<2"],
     },
     entry_points={
         "salt.loader": [

@@ -37,7 +37,6 @@ import re
 import shutil
 import stat
 import struct
-import sys
 import tempfile
 import time
 import urllib.error
@@ -944,17 +943,19 @@ def _set_direct(fd, on):
 
 
 class _Progress:
-    """Throttled progress lines on stderr: ``gfs2clvm-progress: <percent> <done> <total>``.
+    """Throttled progress of a long copy, where an operator sees it while it runs: the
+    worker's journal (syslog, tag ``gfs2clvm``: ``journalctl -t gfs2clvm -f``), as
+    ``copy <label>: 42% (1717986918 of 4294967296 bytes)``; with ``stream`` (tests) the
+    line ``gfs2clvm-progress: <percent> <done> <total>`` goes there instead.  oned reads
+    an action's stderr only after it exits, so nothing goes to stderr.
 
-    A line is written (and flushed) only when at least 5 s have passed since the
-    start or the previous line AND the percentage grew by at least 5 points since
-    the previous line, so a copy shorter than 5 s prints nothing. salt-call's
-    stderr is the ssh session's stderr: the front-end's transport relays the lines
-    to oned's log while the call runs.
+    A line is written only when at least 5 s have passed since the start or the
+    previous line AND the percentage grew by at least 5 points since the previous
+    line, so a copy shorter than 5 s logs nothing.
     """
 
-    def __init__(self, total, stream=None, clock=None):
-        self.total, self.stream, self.clock = total, stream, clock or _progress_clock
+    def __init__(self, total, stream=None, clock=None, label=""):
+        self.total, self.stream, self.clock, self.label = total, stream, clock or _progress_clock, label
         self.last_time, self.last_percent = self.clock(), 0
         self.lines = 0
 
@@ -968,11 +969,16 @@ class _Progress:
         if percent - self.last_percent < _PROGRESS_PERCENT:
             return
         self.last_time, self.last_percent = now, percent
-        stream = self.stream or sys.stderr
         try:
-            stream.write(f"{PROGRESS_PREFIX} {percent} {done} {self.total}\n")
-            stream.flush()
-        except (OSError, ValueError):  # a closed stderr must not fail the copy
+            if self.stream is None:
+                import syslog  # pylint: disable=import-outside-toplevel
+
+                syslog.openlog("gfs2clvm", 0, syslog.LOG_USER)
+                syslog.syslog(syslog.LOG_INFO, f"copy {self.label}: {percent}% ({done} of {self.total} bytes)")
+            else:
+                self.stream.write(f"{PROGRESS_PREFIX} {percent} {done} {self.total}\n")
+                self.stream.flush()
+        except (OSError, ValueError):  # a closed stream must not fail the copy
             self.total = 0
             return
         self.lines += 1
@@ -1201,9 +1207,10 @@ def copy(src, dst, fmt="raw", sparse=True, progress=False, sha256=None, dst_zero
     dst_zeroed
         the destination device already reads zeros (freshly zeroed LV)
     progress
-        write ``gfs2clvm-progress: <percent> <bytes done> <bytes total>`` lines
-        to stderr, at most one per 5 s and per 5 % (none for a copy shorter
-        than 5 s); raw copies only, and URLs only with a Content-Length
+        log the copy's progress to the worker's journal (``journalctl -t gfs2clvm``:
+        ``copy <src> -> <dst>: 42% (<done> of <total> bytes)``), at most one line per
+        5 s and per 5 % (none for a copy shorter than 5 s); raw copies only, and
+        URLs only with a Content-Length
 
     Returns ``{src, dst, fmt, bytes, written, seconds, sha256}``.
 
@@ -1365,7 +1372,7 @@ def _copy_raw(conf, src_kind, src, dst_kind, dst, sparse, want_hash, dst_zeroed,
         copier = _Copier(writer, conf["dd_bs"], sparse, hasher)
         if src_kind == "url":
             length = (source.headers.get("Content-Length") or "").strip()
-            copier.progress = _Progress(int(length)) if progress and length.isdigit() else None
+            copier.progress = _Progress(int(length), label=f"{src} -> {dst}") if progress and length.isdigit() else None
             size = copier.from_stream(source)
         else:
             size = _copy_local(copier, writer, source, src, sparse, progress)
@@ -1390,7 +1397,7 @@ def _copy_local(copier, writer, fd, src, sparse, progress=False):
         raise CommandExecutionError(
             f"destination {writer.path} ({writer.capacity} bytes) is smaller than {src} ({size} bytes)"
         )
-    copier.progress = _Progress(size) if progress else None
+    copier.progress = _Progress(size, label=f"{src} -> {writer.path}") if progress else None
     extents = _extents(fd, size) if sparse else [(0, size)]
     copier.from_fd(fd, size, extents)
     return size

@@ -46,15 +46,6 @@ class Lab:
         self.port = int(self.env["LAB_PORT_BASE"])
         self.cfg = self.dir / "bench"
         self.saltfile = self.cfg / "Saltfile"
-        self.warm_dir = tempfile.mkdtemp(prefix="h8lw-", dir="/tmp")  # the bench's own warm process
-
-    def stop_warm(self):
-        sys.path.insert(0, str(REPO / "tm_commands" / "lib"))
-        from gfs2clvm_driver import warm  # pylint: disable=import-outside-toplevel
-
-        warm.stop(self.warm_dir)
-        time.sleep(0.5)
-        shutil.rmtree(self.warm_dir, ignore_errors=True)
 
     def ssh_argv(self, mux=True):
         argv = ["ssh", "-F", "/dev/null", "-p", str(self.port), "-i", self.env["LAB_KEY"], "-o", "IdentitiesOnly=yes",
@@ -105,9 +96,9 @@ class Lab:
         return drv.build_argv(conf, [target], fun, args, kwargs)
 
     def call(self, target, fun, *args, **kwargs):
-        """One driver call (fresh Python + transport); returns (seconds, value)."""
+        """One driver call (fresh Python + transport: the salt-ssh CLI, no service here); returns (seconds, value)."""
         argv = [PY, "-m", "gfs2clvm_driver.transport", *self.argv(target, fun, *args, **kwargs)]
-        env = dict(os.environ, PYTHONPATH=str(REPO / "tm_commands" / "lib"), GFS2CLVM_WARM_DIR=self.warm_dir)
+        env = dict(os.environ, PYTHONPATH=str(REPO / "tm_commands" / "lib"))
         start = time.perf_counter()
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=3600)
         elapsed = time.perf_counter() - start
@@ -138,11 +129,8 @@ def bench_lab(table, repeat, timed, interleaved, load):
     lab.write_config()
     lab.sh(f"vgs {VG} >/dev/null && (lvs {VG}/{POOL} >/dev/null 2>&1 || lvcreate -q -y --type thin-pool -L 3G -n {POOL} {VG})"
            f" && lvremove -q -y -S 'lv_name=~^lv-one-' {VG} >/dev/null 2>&1; mkdir -p {MP}/datastores/0; true")
-    try:
-        lab.call("node1-thick", "test.ping")
-        return _bench_lab(lab, table, sec, repeat, interleaved)
-    finally:
-        lab.stop_warm()
+    lab.call("node1-thick", "test.ping")
+    return _bench_lab(lab, table, sec, repeat, interleaved)
 
 
 def _bench_lab(lab, table, sec, repeat, interleaved):

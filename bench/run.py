@@ -12,15 +12,18 @@ Sections (``--only``, comma separated; default ``latency,copy,actions``):
 
 latency   ssh ``true`` (new / multiplexed connection), a naive warm salt-ssh call
           (modules shipped from file_roots), the driver's set-up (modules deployed
-          on the worker) as a salt-ssh subprocess, and the driver set-up through
-          gfs2clvm_driver.transport (salt-ssh in-process, a fresh Python per call
-          like a real action: what the driver does by default);
+          on the worker) as a salt-ssh subprocess (the fallback), and the driver
+          set-up through gfs2clvm_driver.transport to the gfs2clvm-saltssh service
+          (a fresh Python per call like a real action: the driver's default), with
+          and without its ssh multiplexing, and from /usr/bin/python3 (the documented
+          layout: Salt in a venv, the executables on the system Python);
           cold start (new front-end + new worker; new worker only).
 copy      gfs2clvm.copy vs ``dd bs=4M oflag=direct`` on the same files: dense,
           10 %-allocated raw, qcow2; destination compared byte for byte.
-actions   the real TM executables (context, delete of a VM directory) against a
-          local sshd, in-process (the default) and with GFS2CLVM_TRANSPORT=subprocess,
-          against a naive warm salt-ssh call measured in the same rounds.
+actions   the real TM executables (context, delete of a VM directory) on /usr/bin/python3
+          against a local sshd, through the service (the default) and without it
+          (saltssh_socket "": the salt-ssh CLI), against a naive warm salt-ssh call
+          measured in the same rounds.
 lab       needs a running lab (``lab/lab.sh up 1``; LAB_DIR, LAB_PORT_BASE): copy
           LV->LV vs dd, thin clone 64 MiB vs 4 GiB, vm_disks/vm_delete with 1 vs
           200 VMs' disks in the VG, the seed's method (one ssh per step, sleep 3
@@ -54,7 +57,8 @@ from saltssh_env import SaltSSH  # noqa: E402  pylint: disable=wrong-import-posi
 
 PY = sys.executable
 TM = REPO / "tm_commands" / "tm" / "gfs2clvm"
-ACTION_RUNNER = Path(__file__).with_name("action.py")
+SYS_PY = "/usr/bin/python3"  # the documented layout: the driver's executables on the system Python
+SERVICE = REPO / "tm_commands" / "lib" / "gfs2clvm_driver" / "service.py"
 
 
 # --------------------------------------------------------------------------
@@ -159,20 +163,43 @@ def _env_lib():
     return dict(os.environ, PYTHONPATH=str(REPO / "tm_commands" / "lib"))
 
 
-def _warm_dir():
-    """A private directory for the bench's own warm process (gfs2clvm_driver/warm.py)."""
-    path = tempfile.mkdtemp(prefix="h8w-", dir="/tmp")
-    os.chmod(path, 0o700)
-    return path
+class Service:
+    """The gfs2clvm-saltssh service run directly (as its systemd unit runs it) for ``conf``."""
+
+    def __init__(self, conf):
+        self.dir = Path(tempfile.mkdtemp(prefix="h8s-", dir="/tmp"))  # short: socket paths have 107 bytes
+        self.socket = str(self.dir / "s.sock")
+        (self.dir / "cm").mkdir(mode=0o700)
+        env = dict(os.environ, GFS2CLVM_CONF=str(conf), RUNTIME_DIRECTORY=str(self.dir / "cm"))
+        self.log = open(self.dir / "journal", "ab")  # noqa: SIM115 -- closed in stop()
+        self.proc = subprocess.Popen([PY, str(SERVICE), "--socket", self.socket], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while b"serving" not in (self.dir / "journal").read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"service did not start: {(self.dir / 'journal').read_text()[-600:]}")
+            time.sleep(0.05)
+
+    def stop(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for sock in (self.dir / "cm").glob("*"):
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"], capture_output=True, check=False)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _stop_warm(path):
-    """Stop the bench's warm processes (their socket is under ``path``) and remove it."""
-    from gfs2clvm_driver import warm  # pylint: disable=import-outside-toplevel
-
-    warm.stop(path)
-    time.sleep(0.5)
-    shutil.rmtree(path, ignore_errors=True)
+def _variant_saltfile(env, work, ssh_options):
+    """A copy of the driver set-up whose master config sets ``ssh_options``."""
+    cfg = Path(work) / "nomux"
+    cfg.mkdir()
+    master = yaml.safe_load((env.driver_config_dir / "master").read_text())
+    master["ssh_options"] = ssh_options
+    (cfg / "master").write_text(yaml.safe_dump(master))
+    saltfile = cfg / "Saltfile"
+    saltfile.write_text(yaml.safe_dump({"salt-ssh": {"config_dir": str(cfg), "log_level": "warning"}}))
+    return saltfile
 
 
 # --------------------------------------------------------------------------
@@ -186,8 +213,8 @@ def bench_latency(table, env, repeat):
     naive = env.argv(env.saltfile, user, *fun)
     driver = env.argv(env.driver_saltfile, user, *fun)
     root_driver = env.argv(env.driver_saltfile, env.target("root"), *fun)
-    cold1, _ = timed(transport_argv(driver), env=dict(_env_lib(), GFS2CLVM_WARM="0"))
-    cold2, _ = timed(transport_argv(root_driver), env=dict(_env_lib(), GFS2CLVM_WARM="0"))
+    cold1, _ = timed(driver)  # the first call (no service yet on a new front-end): the CLI
+    cold2, _ = timed(root_driver)
     cold_naive, _ = timed(naive)
     cm = tempfile.mkdtemp(prefix="h8cm-", dir="/tmp")
     os.chmod(cm, 0o700)
@@ -196,41 +223,43 @@ def bench_latency(table, env, repeat):
            "127.0.0.1"]
     mux = ssh[:1] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={cm}/%C", "-o", "ControlPersist=60"] + ssh[1:]
     timed(mux + ["true"])
-    wdir = _warm_dir()
-    tenv = dict(_env_lib(), GFS2CLVM_SSH_CM_DIR=cm, GFS2CLVM_WARM_DIR=wdir, GFS2CLVM_WARM_IDLE="60")
-    cold_env = dict(_env_lib(), GFS2CLVM_WARM="0")
-    timed(transport_argv(driver), env=tenv)  # the transport's master; starts the warm process
-    cases = {
-        "ssh": lambda: timed(ssh + ["true"])[0],
-        "ssh_mux": lambda: timed(mux + ["true"])[0],
-        "naive": lambda: timed(naive)[0],
-        "driver": lambda: timed(driver)[0],
-        "transport": lambda: timed(transport_argv(driver), env=tenv)[0],
-        "transport_nowarm": lambda: timed(transport_argv(driver), env=dict(tenv, GFS2CLVM_WARM="0"))[0],
-        "transport_nomux": lambda: timed(transport_argv(driver),
-                                         env=dict(tenv, GFS2CLVM_SSH_MUX="0", GFS2CLVM_WARM="0"))[0],
-    }
-    med, samples = interleaved(cases, repeat)
-    _stop_warm(wdir)
+    work = Path(tempfile.mkdtemp(prefix="h8l-", dir="/tmp"))
+    conf = env.driver_conf(work / "gfs2clvm.conf")
+    nomux = env.argv(_variant_saltfile(env, work, ["ControlMaster=no"]), user, *fun)  # the service adds none
+    service = Service(conf)
+    senv = dict(_env_lib(), GFS2CLVM_SALTSSH_SOCKET=service.socket)
+    try:
+        timed(transport_argv(driver), env=senv)  # the service's ssh master
+        cases = {
+            "ssh": lambda: timed(ssh + ["true"])[0],
+            "ssh_mux": lambda: timed(mux + ["true"])[0],
+            "naive": lambda: timed(naive)[0],
+            "driver": lambda: timed(driver)[0],
+            "service": lambda: timed(transport_argv(driver), env=senv)[0],
+            "service_syspy": lambda: timed([SYS_PY, *transport_argv(driver)[1:]], env=senv)[0],
+            "service_nomux": lambda: timed(transport_argv(nomux), env=senv)[0],
+        }
+        med, samples = interleaved(cases, repeat)
+    finally:
+        service.stop()
+        shutil.rmtree(work, ignore_errors=True)
     subprocess.run(["ssh", "-o", f"ControlPath={cm}/%C", "-O", "exit", "-p", str(env.port), "127.0.0.1"],
                    capture_output=True, check=False)
     table.add(sec, "ssh true, new connection", med["ssh"])
     table.add(sec, "ssh true, multiplexed (ControlMaster)", med["ssh_mux"], med["ssh"])
     table.add(sec, "naive warm salt-ssh (modules shipped from file_roots)", med["naive"], med["ssh"],
               note="baseline of the rows below")
-    table.add(sec, "driver set-up: modules on the worker, salt-ssh subprocess", med["driver"], med["naive"],
-              "<= 0.55x naive", lambda r: r <= 0.55)
-    table.add(sec, "driver set-up + transport (in-process, GFS2CLVM_SSH_MUX=0 GFS2CLVM_WARM=0)",
-              med["transport_nomux"], med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
-    table.add(sec, "driver set-up + transport (in-process + ssh mux, GFS2CLVM_WARM=0)", med["transport_nowarm"],
+    table.add(sec, "driver set-up: modules on the worker, salt-ssh CLI subprocess (the fallback)", med["driver"],
+              med["naive"])
+    table.add(sec, "driver set-up + gfs2clvm-saltssh service, no ssh mux (ControlMaster=no)", med["service_nomux"],
               med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
-    table.add(sec, "driver set-up + transport (warm process + ssh mux: the driver's default)", med["transport"],
+    table.add(sec, "driver set-up + gfs2clvm-saltssh service + its ssh mux: the driver's default", med["service"],
               med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
-    table.add(sec, "transport vs driver subprocess (same set-up)", med["transport"], med["driver"])
-    table.add(sec, "warm process vs in-process in the action (GFS2CLVM_WARM=0)", med["transport"],
-              med["transport_nowarm"])
-    table.add(sec, "cold: new front-end + new worker (thin built + deployed)", cold1, med["transport"])
-    table.add(sec, "cold: new worker (thin deployed)", cold2, med["transport"],
+    table.add(sec, "the same, the action on /usr/bin/python3 (documented layout: Salt in a venv)",
+              med["service_syspy"], med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
+    table.add(sec, "service vs CLI subprocess (same set-up)", med["service"], med["driver"])
+    table.add(sec, "cold: new front-end + new worker (thin built + deployed; CLI)", cold1, med["service"])
+    table.add(sec, "cold: new worker (thin deployed; CLI)", cold2, med["service"],
               note="gfs2clvm-host add pre-pays it at enrolment")
     table.add(sec, "cold: naive set-up, new worker", cold_naive, med["naive"])
     return samples
@@ -371,17 +400,17 @@ def bench_actions(table, env, repeat):
     ctx = work / "context.sh"
     ctx.write_text("ETH0_IP='10.0.0.42'\nHOSTNAME='vm42'\n")
     host = env.target("unpriv")
-    cm = work / "cm"
-    cm.mkdir(mode=0o700)
-    wdir = _warm_dir()
-    base_env = dict(os.environ, GFS2CLVM_CONF=str(conf), GFS2CLVM_SSH_CM_DIR=str(cm), GFS2CLVM_WARM_DIR=wdir,
-                    GFS2CLVM_WARM_IDLE="60")
+    service = Service(conf)
+    confs = {True: conf, False: work / "cli.conf"}
+    confs[False].write_text(yaml.safe_dump(dict(yaml.safe_load(Path(conf).read_text()), saltssh_socket="")))
+    data = yaml.safe_load(Path(conf).read_text())
+    data["saltssh_socket"] = service.socket
+    Path(conf).write_text(yaml.safe_dump(data))
     counter = iter(range(1000, 100000))
 
     def action(name, args, wired):
-        mode = {True: "--transport", False: "--subprocess", "nowarm": "--nowarm"}[wired]
-        argv = [PY, str(ACTION_RUNNER), mode, str(TM / name), *map(str, args)]
-        return timed(argv, env=base_env)[0]
+        argv = [SYS_PY, str(TM / name), *map(str, args)]  # the executable as oned runs it
+        return timed(argv, env=dict(os.environ, GFS2CLVM_CONF=str(confs[wired])))[0]
 
     def context(wired):
         def run():
@@ -400,24 +429,21 @@ def bench_actions(table, env, repeat):
         return run
 
     naive = env.argv(env.saltfile, host, "gfs2clvm.name_vm", 42, 0)
-    context(True)()  # the transport's ssh master; starts the warm process
-    cases = {"naive": lambda: timed(naive)[0], "context_sub": context(False), "context_nowarm": context("nowarm"),
-             "context_tr": context(True), "delete_sub": delete(False), "delete_nowarm": delete("nowarm"),
-             "delete_tr": delete(True)}
-    med, samples = interleaved(cases, repeat)
-    _stop_warm(wdir)
+    try:
+        context(True)()  # the service's ssh master
+        cases = {"naive": lambda: timed(naive)[0], "context_sub": context(False), "context_sv": context(True),
+                 "delete_sub": delete(False), "delete_sv": delete(True)}
+        med, samples = interleaved(cases, repeat)
+    finally:
+        service.stop()
     table.add(sec, "naive warm salt-ssh (gfs2clvm.name_vm, modules from file_roots), same rounds", med["naive"],
               note="baseline")
     for name in ("context", "delete"):
-        table.add(sec, f"{name}: executable, GFS2CLVM_TRANSPORT=subprocess", med[f"{name}_sub"], med["naive"])
-        table.add(sec, f"{name}: executable, in-process in the action (GFS2CLVM_WARM=0)", med[f"{name}_nowarm"],
+        table.add(sec, f"{name}: executable, no service (salt-ssh CLI)", med[f"{name}_sub"], med["naive"])
+        table.add(sec, f"{name}: executable, gfs2clvm-saltssh service (the driver's default)", med[f"{name}_sv"],
                   med["naive"], "<= 0.55x naive", lambda r: r <= 0.55)
-        table.add(sec, f"{name}: executable, warm process (the driver's default)", med[f"{name}_tr"], med["naive"],
-                  "<= 0.55x naive", lambda r: r <= 0.55)
-        table.add(sec, f"{name}: in-process vs subprocess", med[f"{name}_nowarm"], med[f"{name}_sub"])
-        table.add(sec, f"{name}: warm process vs in-process in the action", med[f"{name}_tr"], med[f"{name}_nowarm"])
+        table.add(sec, f"{name}: service vs CLI", med[f"{name}_sv"], med[f"{name}_sub"])
     shutil.rmtree(work, ignore_errors=True)
-    return samples
 
 
 # --------------------------------------------------------------------------

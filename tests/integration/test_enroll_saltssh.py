@@ -293,6 +293,8 @@ class FrontEnd:
                     "known_hosts": str(self.known_hosts),
                     "tool_dir": str(self.root / "tool"),
                     "tool_link": str(self.tool),
+                    "unit_dir": str(self.root / "systemd"),
+                    "saltssh_start": False,  # no systemd here: the service's units only
                     "python": sys.executable,
                     "conf": {"timeout": 120},
                 },

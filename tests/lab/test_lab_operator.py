@@ -160,6 +160,8 @@ class FrontEnd:
                 "known_hosts": str(self.known_hosts),
                 "tool_dir": str(self.tool_dir),
                 "tool_link": str(self.tool),
+                "unit_dir": str(self.base / "systemd"),
+                "saltssh_start": False,  # no systemd on this host: the service's units only
                 "python": str(self.python),
                 "conf": {"timeout": 600},
             },
@@ -210,14 +212,6 @@ class FrontEnd:
                                capture_output=True, timeout=30, check=False, user=self.uid, group=self.gid,
                                extra_groups=[], env=self.env(), cwd="/")
             shutil.rmtree(cm_dir, ignore_errors=True)
-        # the driver's warm process as oneadmin (gfs2clvm_driver/warm.py): stop it, or userdel refuses
-        warm_dir = Path(tempfile.gettempdir()) / f"gfs2clvm-warm-{getattr(self, 'uid', 'none')}"
-        if warm_dir.is_dir():
-            from gfs2clvm_driver import warm  # noqa: PLC0415
-
-            warm.stop(str(warm_dir))
-            time.sleep(1)
-            shutil.rmtree(warm_dir, ignore_errors=True)
         shutil.rmtree(self.base, ignore_errors=True)
         if self.created_user:
             subprocess.run(["userdel", USER], check=False)
@@ -381,22 +375,9 @@ def test_vm_lifecycle_through_the_installed_driver(fe, lab):
         assert lab.ssh("node1", ["test", "-e", vmdir]).returncode == 1
         assert not [line for line in files(lab) if f"/{vmid}" in line]
         assert image in lvs(lab)  # the image volume stays (it belongs to the image, not to the VM)
-        # the actions after the first handed their salt-ssh call to oneadmin's warm process
-        # (docs/driver.md): it runs as oneadmin, from oneadmin's private directory
-        warm_dir = Path(tempfile.gettempdir()) / f"gfs2clvm-warm-{fe.uid}"
-        assert warm_dir.stat().st_uid == fe.uid and warm_dir.stat().st_mode & 0o777 == 0o700
-        servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_warm_server(p, warm_dir)]
-        assert servers and all(p.stat().st_uid == fe.uid for p in servers), servers
     finally:
         root_cleanup(lab, [vmid], [image])
 
-
-def _is_warm_server(proc, warm_dir):
-    try:
-        args = proc.joinpath("cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"serve" in args and any(a.startswith(str(warm_dir).encode() + b"/") for a in args)
 
 
 def test_gfs2clvm_host_remove_unenrols(fe, lab):

@@ -13,6 +13,8 @@ import mmap
 import os
 import re
 import subprocess
+import sys
+import types
 from pathlib import Path
 from unittest.mock import patch
 
@@ -70,6 +72,32 @@ class FakeClock:
 
 def _lines(text):
     return [line for line in text.splitlines() if line.startswith("gfs2clvm-progress:")]
+
+
+JOURNAL = re.compile(r"^copy .+ -> .+: (\d{1,3})% \((\d+) of (\d+) bytes\)$")
+
+
+@pytest.fixture(autouse=True)
+def journal(monkeypatch):
+    """The worker's journal: what the copy logs through ``syslog`` (tag gfs2clvm)."""
+    messages = []
+
+    def log(priority, message):
+        messages.append((priority, message))
+
+    fake = types.SimpleNamespace(LOG_USER=8, LOG_INFO=6, openlog=lambda ident, opt, facility: None, syslog=log)
+    monkeypatch.setitem(sys.modules, "syslog", fake)
+    return messages
+
+
+def _journal(messages):
+    """``(percent, done, total)`` of every progress message (all at LOG_INFO)."""
+    out = []
+    for priority, message in messages:
+        match = JOURNAL.match(message)
+        assert priority == 6 and match, f"malformed progress message {message!r}"
+        out.append(tuple(int(x) for x in match.groups()))
+    return out
 
 
 def _parsed(text):
@@ -154,49 +182,51 @@ def test_progress_zero_total_and_a_closed_stream_never_fail(g):
 
 
 # ---------------------------------------------------------------- progress of real copies
-def test_no_progress_lines_for_a_short_copy(mod, mnt, capfd):
+def test_no_progress_lines_for_a_short_copy(mod, mnt, capfd, journal):
     src = mnt / "src.img"
     _sparse_image(src, 8 * MiB, [(0, 2 * MiB)])
     mod.copy(str(src), str(mnt / "dst.img"), progress=True)
     out, err = capfd.readouterr()
-    assert _lines(out + err) == []
+    assert _lines(out + err) == [] and journal == []
 
 
-def test_progress_of_a_dense_copy_on_stderr(mod, g, mnt, capfd):
+def test_progress_of_a_dense_copy_in_the_journal(mod, g, mnt, capfd, journal):
+    """oned reads an action's stderr only after it exits: the progress goes to the worker's
+    journal, where an operator sees it while the copy runs; nothing to stderr."""
     src = mnt / "src.img"
     src.write_bytes(os.urandom(40 * MiB))
     clock = FakeClock(step=1.0)  # each 1 MiB chunk "takes" one second
     with patch.dict(g, {"_progress_clock": clock}):
         ret = mod.copy(str(src), str(mnt / "dst.img"), sparse=False, progress=True)
     out, err = capfd.readouterr()
-    assert _lines(out) == []  # stdout is salt-call's JSON: nothing there
-    lines = _parsed(err)
+    assert _lines(out) == [] and _lines(err) == []  # stdout is salt-call's JSON; stderr: nobody reads it live
+    lines = _journal(journal)
     assert (mnt / "dst.img").read_bytes() == src.read_bytes() and ret["bytes"] == 40 * MiB
     # chunk k done at t=k s: lines at 5, 10, ... MiB (12 %, 25 %, ...)
     assert lines == [(int(k * 100 / 40), k * MiB, 40 * MiB) for k in range(5, 41, 5)]
     assert all(b[0] - a[0] >= 5 for a, b in zip(lines, lines[1:]))
 
 
-def test_progress_counts_holes_and_ends_at_the_size(mod, g, mnt, capfd):
+def test_progress_counts_holes_and_ends_at_the_size(mod, g, mnt, journal):
     src = mnt / "sparse.img"
     size = 64 * MiB
     _sparse_image(src, size, [(i * 8 * MiB, MiB) for i in range(8)])  # 1 MiB of data every 8 MiB
     clock = FakeClock(step=3.0)
     with patch.dict(g, {"_progress_clock": clock}):
         ret = mod.copy(str(src), str(mnt / "dst.img"), progress=True)
-    lines = _parsed(capfd.readouterr().err)
+    lines = _journal(journal)
     assert (mnt / "dst.img").read_bytes() == src.read_bytes() and ret["written"] == 8 * MiB
     assert lines and lines[-1] == (100, size, size)
     assert [done for _, done, _ in lines] == sorted(done for _, done, _ in lines)
 
 
-def test_progress_false_writes_nothing(mod, g, mnt, capfd):
+def test_progress_false_writes_nothing(mod, g, mnt, capfd, journal):
     src = mnt / "src.img"
     src.write_bytes(os.urandom(8 * MiB))
     with patch.dict(g, {"_progress_clock": FakeClock(step=100.0)}):
         mod.copy(str(src), str(mnt / "dst.img"))
     out, err = capfd.readouterr()
-    assert _lines(out + err) == []
+    assert _lines(out + err) == [] and journal == []
 
 
 @pytest.fixture
@@ -204,12 +234,12 @@ def http_dir(tmp_path):
     yield from http_dir_server(tmp_path)
 
 
-def test_progress_of_a_url_uses_its_content_length(mod, g, mnt, http_dir, capfd):
+def test_progress_of_a_url_uses_its_content_length(mod, g, mnt, http_dir, journal):
     root, url = http_dir
     (root / "image.raw").write_bytes(os.urandom(20 * MiB))
     with patch.dict(g, {"_progress_clock": FakeClock(step=2.5)}):
         mod.copy(f"{url}/image.raw", str(mnt / "dl.raw"), progress=True)
-    lines = _parsed(capfd.readouterr().err)
+    lines = _journal(journal)
     assert (mnt / "dl.raw").read_bytes() == (root / "image.raw").read_bytes()
     assert lines and all(total == 20 * MiB for _, _, total in lines) and lines[-1][0] == 100
 
@@ -367,7 +397,7 @@ def test_qcow2_to_a_device_overwrites_the_old_data_unless_zeroed(mod, g, mnt, lo
     assert "--target-is-zero" not in calls[0]
 
 
-def test_raw_copy_to_a_device_with_progress(mod, g, mnt, loop_lv, capfd):
+def test_raw_copy_to_a_device_with_progress(mod, g, mnt, loop_lv, journal):
     src = mnt / "src.img"
     _sparse_image(src, 12 * MiB, [(0, MiB), (9 * MiB, 2 * MiB)])
     with patch.dict(g, {"_progress_clock": FakeClock(step=5.0)}):
@@ -376,7 +406,7 @@ def test_raw_copy_to_a_device_with_progress(mod, g, mnt, loop_lv, capfd):
         assert dev.read(12 * MiB) == src.read_bytes()  # the holes were zeroed (BLKZEROOUT)
     assert ret["sha256"] == _sha(src) and ret["written"] == 3 * MiB
     # 5 s per step: a line after every chunk and hole that adds >= 5 points
-    assert _parsed(capfd.readouterr().err) == [
+    assert _journal(journal) == [
         (8, MiB, 12 * MiB), (75, 9 * MiB, 12 * MiB), (83, 10 * MiB, 12 * MiB),
         (91, 11 * MiB, 12 * MiB), (100, 12 * MiB, 12 * MiB)]
 

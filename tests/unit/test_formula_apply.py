@@ -51,6 +51,8 @@ def tree(tmp_path_factory):
                 "tool_link": str(root / "bin" / "gfs2clvm-host"),
                 "enroll": False,
                 "conf": {"timeout": 600},
+                "unit_dir": str(root / "systemd"),
+                "saltssh_start": False,  # no systemd here: the units only
             },
         }
     }
@@ -69,6 +71,15 @@ def apply(pillar, sls="gfs2clvm.frontend"):
 def first(tree):
     _, pillar = tree
     return apply(pillar)
+
+
+def test_saltssh_service_units_written(tree, first):
+    root, _ = tree
+    socket_unit = (root / "systemd" / "gfs2clvm-saltssh.socket").read_text()
+    service_unit = (root / "systemd" / "gfs2clvm-saltssh.service").read_text()
+    assert "ListenStream=/run/gfs2clvm-saltssh.sock\n" in socket_unit and "Accept=no\n" in socket_unit
+    assert f"ExecStart=/usr/bin/python3 {root}/usr-lib-gfs2clvm/lib/gfs2clvm_driver/service.py\n" in service_unit
+    assert (root / "usr-lib-gfs2clvm" / "lib" / "gfs2clvm_driver" / "service.py").is_file()
 
 
 def test_driver_files_installed(tree, first):
@@ -90,6 +101,7 @@ def test_driver_conf(tree, first):
     assert conf == {
         "saltfile": f"{root}/salt/Saltfile", "salt_ssh": "/usr/bin/salt-ssh", "vg": "vg_cloudstorage",
         "mountpoint": "/var/lib/one", "user": "root", "oned_user": "root", "datastores": {}, "timeout": 600,
+        "saltssh_socket": "/run/gfs2clvm-saltssh.sock",
     }
 
 
@@ -169,5 +181,6 @@ def test_clean(tree, first):
     assert not (root / "gfs2clvm.conf").exists() and not (root / "salt").exists()
     assert not (root / "bin" / "gfs2clvm-host").is_symlink()
     assert not (root / "usr-lib-gfs2clvm" / "bin").exists() and not (root / "usr-lib-gfs2clvm" / "lib").exists()
+    assert not list((root / "systemd").glob("gfs2clvm-saltssh.*"))
     text = (root / "oned.conf").read_text()
     assert "TM_MAD_CONF" not in text

@@ -335,3 +335,35 @@ def test_every_state_id_unique_across_sls_files():
         ids += re.findall(r"^(gfs2clvm-[\w-]+):\s*$", sls.read_text(), re.M)
     assert len(ids) == len(set(ids))
     assert Path(FORMULA / "map.jinja").exists()
+
+
+def test_frontend_saltssh_service_units(frontend):
+    """The driver's salt-ssh service: socket-activated (Accept=no), oneadmin, restarted on
+    failure, journal; enabled and started by the formula, restarted when the library changes."""
+    from formula_render import render_file  # pylint: disable=import-outside-toplevel
+
+    _, high = frontend
+    units = {u: args(high[f"gfs2clvm-frontend-service-{u}-file-managed"]) for u in ("socket", "service")}
+    assert units["socket"]["name"] == "/etc/systemd/system/gfs2clvm-saltssh.socket"
+    assert units["service"]["name"] == "/etc/systemd/system/gfs2clvm-saltssh.service"
+    context = units["service"]["context"]
+    assert context == units["socket"]["context"] == {
+        "socket": "/run/gfs2clvm-saltssh.sock", "user": "oneadmin", "group": "oneadmin", "python": "/usr/bin/python3",
+        "driver_conf": "/etc/one/gfs2clvm.conf", "service": "/usr/lib/gfs2clvm/lib/gfs2clvm_driver/service.py"}
+    socket_unit = render_file("frontend/gfs2clvm-saltssh.socket.jinja", **context)
+    for line in ("ListenStream=/run/gfs2clvm-saltssh.sock", "SocketUser=oneadmin", "SocketMode=0600", "Accept=no",
+                 "WantedBy=sockets.target"):
+        assert re.search(f"^{re.escape(line)}$", socket_unit, re.M), line
+    service_unit = render_file("frontend/gfs2clvm-saltssh.service.jinja", **context)
+    for line in ("User=oneadmin", "Restart=on-failure", "Environment=GFS2CLVM_CONF=/etc/one/gfs2clvm.conf",
+                 "ExecStart=/usr/bin/python3 /usr/lib/gfs2clvm/lib/gfs2clvm_driver/service.py",
+                 "Requires=gfs2clvm-saltssh.socket", "RuntimeDirectory=gfs2clvm-saltssh"):
+        assert re.search(f"^{re.escape(line)}$", service_unit, re.M), line
+    assert "StandardOutput" not in service_unit  # stdout/stderr: the journal
+    running = args(high["gfs2clvm-frontend-service-socket-service-running"])
+    assert (running["name"], running["enable"]) == ("gfs2clvm-saltssh.socket", True)
+    restart = args(high["gfs2clvm-frontend-service-restart-cmd-run"])
+    assert "try-restart gfs2clvm-saltssh.service" in restart["name"]
+    assert {"file": "gfs2clvm-frontend-driver-tool-lib-file-recurse"} in restart["onchanges"]
+    conf = args(high["gfs2clvm-frontend-driver-conf-file-serialize"])["dataset"]
+    assert conf["saltssh_socket"] == "/run/gfs2clvm-saltssh.sock"

@@ -7,6 +7,19 @@
 {%- from tplroot ~ "/map.jinja" import mapdata as g with context %}
 {%- set fe = g.frontend %}
 
+{%- if fe.saltssh_start %}
+gfs2clvm-frontend-clean-service-service-dead:
+  service.dead:
+    - names: [gfs2clvm-saltssh.socket, gfs2clvm-saltssh.service]
+    - enable: false
+{%- endif %}
+
+gfs2clvm-frontend-clean-service-file-absent:
+  file.absent:
+    - names:
+      - {{ fe.unit_dir }}/gfs2clvm-saltssh.socket
+      - {{ fe.unit_dir }}/gfs2clvm-saltssh.service
+
 # the driver's salt-ssh set-up, the roster of enrolled hosts included (their
 # host keys stay in known_hosts; `gfs2clvm-host remove` first drops those too)
 gfs2clvm-frontend-clean-saltssh-file-absent:

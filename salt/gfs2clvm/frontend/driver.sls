@@ -16,7 +16,7 @@
     } %}
 {#- the driver's own keys (tm_commands/etc/gfs2clvm.conf), then frontend:conf extras #}
 {#- oned_user: the owner of the driver files is the account oned runs it as #}
-{%- set conf = {'saltfile': fe.salt_dir ~ '/Saltfile', 'salt_ssh': fe.salt_ssh, 'vg': g.vg,
+{%- set conf = {'saltfile': fe.salt_dir ~ '/Saltfile', 'salt_ssh': fe.salt_ssh, 'saltssh_socket': fe.saltssh_socket, 'vg': g.vg,
                 'mountpoint': g.mountpoint, 'user': g.owner, 'oned_user': g.owner, 'datastores': fe.datastores} %}
 {%- do conf.update(fe.conf) %}
 {%- if fe.install_one_3_2 %}

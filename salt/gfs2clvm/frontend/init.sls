@@ -10,3 +10,4 @@ include:
   - .oned
   - .saltssh
   - .datastores
+  - .service

@@ -16,6 +16,7 @@ DEFAULT_PATH = "/etc/one/gfs2clvm.conf"
 DEFAULTS = {
     "salt_ssh": "/usr/bin/salt-ssh",
     "saltfile": "/etc/one/gfs2clvm/Saltfile",
+    "saltssh_socket": "/run/gfs2clvm-saltssh.sock",  # the gfs2clvm-saltssh service ("": always the CLI)
     "vg": "vg_cloudstorage",
     "user": "oneadmin",
     "oned_user": "oneadmin",  # the front-end account oned (so the driver's salt-ssh) runs as

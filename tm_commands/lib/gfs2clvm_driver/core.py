@@ -118,10 +118,7 @@ def run_main(main, argv=None, style="one"):
     Never lets a traceback reach oned: every exception becomes one line.
     ``main`` returns the stdout payload (str) or None.
     """
-    from . import transport  # pylint: disable=import-outside-toplevel
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    transport.allow_warm()  # an action's salt-ssh call may run in the warm process (warm.py)
     try:
         payload = main(argv)
     except DriverError as err:
@@ -135,7 +132,5 @@ def run_main(main, argv=None, style="one"):
     except BaseException as err:  # noqa: BLE001 -- the contract: no traceback to oned
         error(f"internal error: {type(err).__name__}: {err}", style)
         sys.exit(1)
-    finally:
-        transport.allow_warm(False)
     output(payload)
     sys.exit(0)

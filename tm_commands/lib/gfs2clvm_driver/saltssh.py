@@ -12,11 +12,9 @@ command on the worker said so): it can never deploy anything without a password.
 salt-ssh puts the whole call (arguments base64-encoded again) into one ssh
 argument, which Linux caps at 128 KiB: ``MAX_INLINE`` keeps well below.
 
-The call runs through ``transport.run``: Salt's salt-ssh code inside this process
-when ``salt_ssh`` is the salt-ssh of this Python (no second interpreter, no fixed
-sleeps, ssh multiplexing), else -- or with ``GFS2CLVM_TRANSPORT=subprocess`` -- the
-salt-ssh subprocess.  In-process, the worker's ``gfs2clvm-progress:`` lines (long
-copies) reach oned live as ``INFO: <action> <host>: 42% (1.6 of 4.0 GiB)``.
+The call runs through ``transport.run``: the gfs2clvm-saltssh service (Salt's
+``SSHClient`` kept loaded, ssh multiplexing) when its socket (``saltssh_socket``)
+answers, else the salt-ssh subprocess -- the same output either way.
 """
 
 import json
@@ -24,9 +22,10 @@ import re
 import subprocess
 
 from . import slots, transport
-from .core import DriverError, info, one_line
+from .core import DriverError, one_line
 from .version import VERSION
 
+PROGRESS_MARK = "gfs2clvm-progress:"  # a worker's copy progress line (never an error message)
 MAX_INLINE = 24 * 1024  # bytes of encoded arguments per call (x ~3.6 in the shim)
 _ERROR_PREFIX = re.compile(r"^Error running '[\w.]+': ")
 # ssh's own notes when the worker's sshd refuses another session on the shared master
@@ -78,7 +77,7 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
     argv = build_argv(conf, hosts, fun, args, kwargs)
     try:
         with slots.for_conf(conf, hosts, fun.rsplit(".", 1)[-1]):
-            code, stdout, stderr = transport.run(argv, timeout=conf["timeout"], progress=progress_reporter(fun))
+            code, stdout, stderr = transport.run(argv, timeout=conf["timeout"], socket_path=conf.get("saltssh_socket"))
     except FileNotFoundError:
         raise DriverError(f"salt-ssh not found at {conf['salt_ssh']} (config salt_ssh)") from None
     except subprocess.TimeoutExpired:
@@ -118,30 +117,14 @@ def salt_ssh_many(hosts, fun, *args, conf=None, **kwargs):
     return {host: data[host] for host in hosts}
 
 
-def progress_reporter(fun):
-    """``progress(host, percent, done, total)`` for transport.run: one oned INFO line each."""
-    action = fun.rsplit(".", 1)[-1]
-
-    def report(host, percent, done, total):
-        info(f"{action} {host}: {percent:.0f}% ({progress_amount(done, total)})")
-
-    return report
-
-
-def progress_amount(done, total):
-    """``1.6 of 4.0 GiB`` (MiB below 1 GiB)."""
-    unit, size = ("GiB", 1 << 30) if total >= 1 << 30 else ("MiB", 1 << 20)
-    return f"{done / size:.1f} of {total / size:.1f} {unit}"
-
-
 def without_progress(text):
     """``text`` without the worker's ``gfs2clvm-progress:`` lines and ssh's multiplexing
     notes (never an error message)."""
     text = str(text or "")
-    if transport.PROGRESS_MARK not in text and "mux_client_" not in text and "ControlSocket " not in text:
+    if PROGRESS_MARK not in text and "mux_client_" not in text and "ControlSocket " not in text:
         return text
     return "".join(line for line in text.splitlines(keepends=True)
-                   if not line.lstrip().startswith(transport.PROGRESS_MARK) and not _MUX_NOTE.match(line))
+                   if not line.lstrip().startswith(PROGRESS_MARK) and not _MUX_NOTE.match(line))
 
 
 # What Salt says when the call's arguments do not fit the worker's function (its

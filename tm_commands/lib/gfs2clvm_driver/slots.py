@@ -22,10 +22,10 @@ import contextlib
 import fcntl
 import os
 import re
+import stat
 import tempfile
 import time
 
-from . import transport
 from .core import DriverError, info
 
 ENV_DIR = "GFS2CLVM_SLOT_DIR"
@@ -37,7 +37,22 @@ POLL_MAX = 0.5  # ... up to this
 def slot_dir():
     """The private directory of the slot files (created 0700; refused when unsafe)."""
     path = os.environ.get(ENV_DIR) or os.path.join(tempfile.gettempdir(), f"gfs2clvm-slots-{os.getuid()}")
-    return transport.private_dir(path, "call slot directory", DriverError)
+    return private_dir(path, "call slot directory", DriverError)
+
+
+def private_dir(path, what, error=DriverError):
+    """``path``, created 0700 when missing; refused (``error``) unless it is a real
+    directory of this user closed to others."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise error(f"cannot create the {what} {path}: {err.strerror}") from None
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise error(f"{what} {path} must be a directory of uid {os.getuid()} with mode 0700")
+    return path
 
 
 def for_conf(conf, hosts, label):
