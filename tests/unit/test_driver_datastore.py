@@ -103,6 +103,41 @@ def test_cp_from_a_vm_disk_or_another_volume(fakes, path, src):
     assert fakes.only_call()[2][0] == src
 
 
+LOCKED = {"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "x",
+                              "stderr": "Error running 'gfs2clvm_tm.ds_cp': lvchange failed (rc 5): "
+                                        "LV locked by other host: vg_cloudstorage/lv-one-42-1"}}
+
+
+@pytest.mark.parametrize("image_id,first,then", [(3, "node2", "node1"), (4, "node1", "node2")])
+def test_cp_of_a_vm_disk_moves_on_to_the_host_holding_it(fakes, image_id, first, then):
+    """Issue 13.3: lvm://VMID/DISKID ran only on BRIDGE_LIST[image id % n]; when the
+    VM's disk is active exclusively on another worker lvmlockd refuses there.  Both
+    parities: the next host is asked, and it is the one that copies."""
+    fakes.reply(**LOCKED)
+    fakes.reply(value={"source": "x", "size_mb": 10})
+    rc, out, err = fakes.run("datastore", "cp", image_id,
+                             stdin=ds_xml({"ID": image_id, "PATH": "lvm://42/1", "SIZE": 10}))
+    assert rc == 0, err
+    assert re.fullmatch(rf"{SOURCE_RE} raw\n", out)
+    calls = [decode_call for decode_call in fakes.calls()]
+    assert len(calls) == 2
+    assert [c[c.index("--key-deploy") + 1] for c in calls] == [first, then]
+    assert f"INFO: cp: /dev/{VG}/lv-one-42-1 is active on another host than {first}, trying {then}" in err
+
+
+def test_cp_of_a_vm_disk_other_failures_and_the_last_host_are_the_answer(fakes):
+    fakes.reply(rc=20, value={"stdout": "", "retcode": 1, "_error": "x",
+                              "stderr": "Error running 'gfs2clvm_tm.ds_cp': lvcreate failed (rc 5): VG full"})
+    rc, out, err = fakes.run("datastore", "cp", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://42/1", "SIZE": 10}))
+    assert rc == 1 and out == "" and len(fakes.calls()) == 1
+    assert err.splitlines()[-1] == "ERROR: gfs2clvm_tm.ds_cp on node2: lvcreate failed (rc 5): VG full"
+    fakes.reply(**LOCKED)
+    fakes.reply(**LOCKED)
+    rc, out, err = fakes.run("datastore", "cp", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://42/1", "SIZE": 10}))
+    assert rc == 1 and len(fakes.calls()) == 3
+    assert "ERROR: gfs2clvm_tm.ds_cp on node1: lvchange failed (rc 5): LV locked by other host" in err
+
+
 def test_mkfs_prints_source(fakes):
     rc, out, err = fakes.run("datastore", "mkfs", 7, stdin=ds_xml({"ID": 7, "SIZE": 100, "FS": "ext4"}))
     assert rc == 0, err

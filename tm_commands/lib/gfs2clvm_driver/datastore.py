@@ -161,7 +161,9 @@ def copy_in(action, conf, path, legacy_dirs=None):
     host = choose_host(action, conf, key) if action else _legacy_host(conf)
     size = validate.ident(action.image("SIZE", "0") or "0", "image SIZE") if action else 0
     src = remote_source(path, conf, vg_name)
-    if src is not None:
+    if src is not None and action and LVM_URL_RE.match(path):
+        ret = _copy_vm_disk(action, conf, key, src, lv, size, vg_name)
+    elif src is not None:
         ret = salt_ssh(host, "gfs2clvm_tm.ds_cp", src, lv, size_mb=size or None, vg=vg_name, conf=conf)
     else:
         safe, restricted = legacy_dirs or (
@@ -175,6 +177,29 @@ def copy_in(action, conf, path, legacy_dirs=None):
                        staged_bytes=count, staged_sha256=digest, conf=conf)
     size_mb = int((ret or {}).get("size_mb") or size or 0)
     return f"/dev/{vg_name}/{lv}", size_mb
+
+
+LOCKED_ELSEWHERE = "locked by other host"  # lvmlockd's refusal (lvchange: "LV locked by other host: vg/lv")
+
+
+def _copy_vm_disk(action, conf, key, src, lv, size, vg_name):
+    """``lvm://VMID/DISKID``: the VM's disk may be active exclusively on any worker
+    (a SUSPENDED or POWEROFF VM keeps its LVs active where it ran), and lvmlockd
+    lets only that host read it.  So the BRIDGE_LIST hosts are tried from
+    ``key % n`` on: a host that lvmlockd refuses ("LV locked by other host") has
+    undone its half (the new volume) and the next one is asked; any other failure
+    is the answer.  An inactive disk is copied by the first host."""
+    hosts = action.bridge_list or [validate.host(h) for h in conf["bridge_list"]]
+    first = choose_host(action, conf, key)
+    order = hosts[hosts.index(first):] + hosts[:hosts.index(first)]
+    for i, host in enumerate(order):
+        try:
+            return salt_ssh(host, "gfs2clvm_tm.ds_cp", src, lv, size_mb=size or None, vg=vg_name, conf=conf)
+        except DriverError as err:
+            if LOCKED_ELSEWHERE not in str(err).lower() or i + 1 == len(order):
+                raise
+            info(f"cp: {src} is active on another host than {host}, trying {order[i + 1]}")
+    raise DriverError(f"no BRIDGE_LIST host could read {src}")  # not reached: the loop returns or raises
 
 
 def _legacy_host(conf):
