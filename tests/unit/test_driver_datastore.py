@@ -19,7 +19,7 @@ def fakes(tmp_path):
 
 def test_executables_are_thin():
     names = sorted(p.name for p in (TM / "datastore" / "gfs2clvm").iterdir())
-    assert names == ["clone", "cp", "mkfs", "monitor", "rm", "stat"]
+    assert names == ["clone", "cp", "mkfs", "monitor", "rm", "snap_delete", "snap_flatten", "snap_revert", "stat"]
     for name in names:
         text = (TM / "datastore" / "gfs2clvm" / name).read_text()
         code = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -202,3 +202,24 @@ def test_bad_action_data_is_one_error_line(fakes, action, stdin, message):
     assert (rc, out) == (1, "")
     assert err.startswith("ERROR: ") and err.count("\n") == 1 and message in err
     assert fakes.calls() == []
+
+
+@pytest.mark.parametrize("action", ["snap_delete", "snap_flatten"])
+def test_image_snapshot_delete_and_flatten_have_nothing_to_remove(fakes, action):
+    """Issue 14.7: images of this datastore never have snapshots (the TM refuses disk
+    snapshots of persistent images): nothing to remove, no worker call."""
+    xml = ds_xml({"ID": 6, "SOURCE": f"/dev/{VG}/{IMG}", "TARGET_SNAPSHOT": 2})
+    rc, out, err = fakes.run("datastore", action, 6, stdin=xml)
+    assert (rc, out) == (0, "") and "Traceback" not in err
+    assert all(line.startswith("INFO: ") for line in err.splitlines())
+    assert fakes.calls() == []
+
+
+def test_image_snapshot_revert_is_a_clear_refusal(fakes):
+    xml = ds_xml({"ID": 6, "SOURCE": f"/dev/{VG}/{IMG}", "TARGET_SNAPSHOT": 2})
+    rc, out, err = fakes.run("datastore", "snap_revert", 6, stdin=xml)
+    assert (rc, out) == (1, "") and "Traceback" not in err
+    assert "image snapshots are not supported by the gfs2clvm datastore: image 6 has no snapshot 2" in err
+    assert fakes.calls() == []
+    rc, _, err = fakes.run("datastore", "snap_revert", 6, stdin="not base64 !")
+    assert rc == 1 and "not base64 XML" in err

@@ -23,7 +23,7 @@ def test_every_action_exists_and_is_thin():
     assert ACTIONS == sorted([
         "clone", "ln", "mkimage", "mkswap", "context", "mv", "mvds", "cpds", "delete", "resize",
         "snap_create", "snap_delete", "snap_revert", "premigrate", "postmigrate", "failmigrate",
-        "monitor",
+        "monitor", "snap_create_live",
     ])
     for name in ACTIONS:
         text = (TM / "tm" / "gfs2clvm" / name).read_text()
@@ -362,3 +362,12 @@ def test_arguments_are_json_so_yaml_cannot_reinterpret_them(fakes):
     argv = fakes.calls()[0]
     assert '"https://h/x?a=b&yes=010"' in argv
     assert decode(argv, fakes.conf)[2][0] == "https://h/x?a=b&yes=010"
+
+
+def test_snap_create_live_is_a_clear_refusal(fakes):
+    """Issue 14.7: oned calls snap_create_live only with kvm-gfs2clvm in LIVE_DISK_SNAPSHOTS
+    (one_vmm_exec.rb); the driver never snapshots a disk in use, and says so."""
+    rc, out, err = fakes.run("tm", "snap_create_live", f"node1:{D42}/disk.0", 1, 42, 0)
+    assert (rc, out) == (1, "") and "Traceback" not in err
+    assert "live disk snapshots are not supported by gfs2clvm" in err and "power off the VM" in err
+    assert fakes.calls() == []

@@ -294,6 +294,42 @@ def clone(argv, conf=None, stdin=None):
     return f"/dev/{vg_name}/{lv} raw"
 
 
+# Image snapshots (``oneimage snapshot-delete/-revert/-flatten``): oned runs
+# ``<action> <image id>`` with IMAGE/SOURCE and IMAGE/TARGET_SNAPSHOT in the action
+# data (one_datastore.rb do_image_action; src/datastore_mad/remotes/fs/snap_revert reads
+# /DS_DRIVER_ACTION_DATA/IMAGE/TARGET_SNAPSHOT).  An image of this datastore never has
+# snapshots: they come from disk snapshots of a persistent image, and the TM refuses
+# those (gfs2clvm_tm.snap_create: "snapshots of persistent images are not supported").
+# So delete and flatten have nothing to remove (success: oned drops its record,
+# ImageManagerProtocol.cc _snap_delete/_snap_flatten), and revert has nothing to go back
+# to (a reason line, shown by oned as "Error reverting image N to snapshot M: <reason>").
+def _image_snapshot(argv, stdin):
+    action = read_action(argv, stdin)
+    snap = action.image("TARGET_SNAPSHOT")
+    snap = validate.ident(snap, "TARGET_SNAPSHOT") if snap else None
+    return action, snap
+
+
+def snap_delete(argv, conf=None, stdin=None):
+    """snap_delete: images of this datastore have no snapshots; nothing to remove"""
+    action, snap = _image_snapshot(argv, stdin)
+    info(f"snap_delete: image {action.image_id} has no snapshot {snap} on gfs2clvm storage (nothing to remove)")
+
+
+def snap_flatten(argv, conf=None, stdin=None):
+    """snap_flatten: images of this datastore have no snapshots; the image is already flat"""
+    action, _ = _image_snapshot(argv, stdin)
+    info(f"snap_flatten: image {action.image_id} has no snapshots on gfs2clvm storage (already flat)")
+
+
+def snap_revert(argv, conf=None, stdin=None):
+    """snap_revert: refused, images of this datastore have no snapshots"""
+    action, snap = _image_snapshot(argv, stdin)
+    raise DriverError(
+        f"image snapshots are not supported by the gfs2clvm datastore: image {action.image_id} has no "
+        f"snapshot {snap} to revert to (disk snapshots of persistent images are refused)")
+
+
 def monitor(argv, conf=None, stdin=None):
     """monitor: ``USED_MB= FREE_MB= TOTAL_MB=`` of the datastore's VG"""
     action = read_action(argv, stdin)

@@ -255,6 +255,19 @@ def snap_revert(argv, conf=None):
     _snap("snap_revert", argv, conf)
 
 
+def snap_create_live(argv, conf=None):
+    """snap_create_live host:<ds>/<vmid>/disk.i snapid vmid dsid: refused.
+
+    oned calls it only for a RUNNING VM whose "<VM_MAD>-<TM_MAD>" is listed in
+    LIVE_DISK_SNAPSHOTS (src/vmm_mad/exec/one_vmm_exec.rb, disk_snapshot_create;
+    vmm_execrc); otherwise oned itself refuses ("Cannot perform a live
+    disk_snapshot_create operation").  The driver never snapshots a disk in use
+    (no guest freeze, crash-consistent at best), like fs_lvm (not_supported.sh)."""
+    raise DriverError(
+        "live disk snapshots are not supported by gfs2clvm (a disk in use is never snapshotted): "
+        "power off the VM, take the snapshot, resume it; do not list kvm-gfs2clvm in LIVE_DISK_SNAPSHOTS")
+
+
 def _migrate(action, argv, conf):
     validate.argc(argv, 5, 6, usage=f"{action} srchost dsthost vmdir vmid dsid [template]")
     src, dst, vmdir, vmid, dsid = argv[:5]
