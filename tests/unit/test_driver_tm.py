@@ -371,3 +371,11 @@ def test_snap_create_live_is_a_clear_refusal(fakes):
     assert (rc, out) == (1, "") and "Traceback" not in err
     assert "live disk snapshots are not supported by gfs2clvm" in err and "power off the VM" in err
     assert fakes.calls() == []
+
+
+def test_snap_delete_of_an_invalid_snapshot_says_so(fakes):
+    fakes.reply(value={"action": "snap_delete", "snapshot": "lv-one-42-0-s1", "removed": True, "invalid": True})
+    rc, out, err = fakes.run("tm", "snap_delete", f"node1:{D42}/disk.0", 1, 42, 0)
+    assert (rc, out) == (0, "")
+    assert ("INFO: snap_delete: snapshot lv-one-42-0-s1 was invalid (its copy-on-write area had overflowed); removed"
+            in err.splitlines())

@@ -237,7 +237,8 @@ def _snap(action, argv, conf):
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(path, "path").check_vm(vmid, conf.datastores_dir, disk=True)
-    salt_ssh(conf.worker_for(loc.host), f"gfs2clvm_tm.{action}", loc.path, snapid, vmid=vmid, vg=conf["vg"], conf=conf)
+    return salt_ssh(conf.worker_for(loc.host), f"gfs2clvm_tm.{action}", loc.path, snapid, vmid=vmid,
+                    vg=conf["vg"], conf=conf)
 
 
 def snap_create(argv, conf=None):
@@ -247,7 +248,9 @@ def snap_create(argv, conf=None):
 
 def snap_delete(argv, conf=None):
     """snap_delete host:<ds>/<vmid>/disk.i snapid vmid dsid"""
-    _snap("snap_delete", argv, conf)
+    ret = _snap("snap_delete", argv, conf)
+    if isinstance(ret, dict) and ret.get("invalid"):
+        info(f"snap_delete: snapshot {ret.get('snapshot')} was invalid (its copy-on-write area had overflowed); removed")
 
 
 def snap_revert(argv, conf=None):
