@@ -64,7 +64,7 @@ DEFAULTS = {
     "group": "oneadmin",
     "sudo": "auto",
     "lvm_bin": "/sbin",
-    "snapshot_size_pct": 20,
+    "snapshot_size_pct": 100,
 }
 
 # Fields read from lvs/vgs (one list each, so every call parses the same JSON).
@@ -865,7 +865,10 @@ def lv_snapshot(origin, name, vg=None, size_mb=None, allow_open=False):
         snapshot LV name (see ``name_snap``)
     size_mb
         COW size of a thick snapshot; default ``snapshot_size_pct`` % of the
-        origin. A thin origin gets a thin snapshot (no size).
+        origin, and at 100 (the default) the origin's size plus the COW
+        metadata (``_cow_full_mb``): such a snapshot cannot overflow, however
+        much of the origin is rewritten.  A thin origin gets a thin snapshot
+        (no size).
     allow_open
         snapshot an open origin too (the live backup of a running VM: a
         crash-consistent point-in-time copy that is read and removed at once)
@@ -891,10 +894,85 @@ def lv_snapshot(origin, name, vg=None, size_mb=None, allow_open=False):
         size = src["size_mb"]
         _run(_lvm(conf, "lvcreate", "--yes", "-s", "-n", name, f"{vg}/{origin}"))
     else:
-        size = size or max(4, -(-src["size_mb"] * conf["snapshot_size_pct"] // 100))
+        size = size or _cow_size_mb(src["size_mb"], conf["snapshot_size_pct"])
         _run(_lvm(conf, "lvcreate", "--yes", "-s", "-n", name, "-L", f"{size}m", f"{vg}/{origin}"))
     path = f"/dev/{vg}/{name}"
     return {"name": name, "vg": vg, "origin": origin, "path": path, "thin": src["thin"], "size_mb": size}
+
+
+def _cow_size_mb(origin_mb, pct):
+    """COW size (MiB) of a thick snapshot of ``origin_mb`` at ``pct`` %.
+
+    At 100 % the snapshot must hold every chunk of the origin plus the exception
+    store's metadata: dm-snapshot keeps one 16-byte exception per chunk, 256 per
+    4 KiB chunk (LVM's default chunk size), plus a header chunk -- the same sum
+    as lvm2's ``cow_max_extents``.  So origin + 1/256 + 1 MiB; LVM rounds the size
+    up to whole extents.  Less than 100 % may overflow (the snapshot then turns
+    invalid, ``swi-I-s``; ``lv_merge`` and the TM actions refuse such one)."""
+    if pct >= 100:
+        return origin_mb + -(-origin_mb // 256) + 1
+    return max(4, -(-origin_mb * pct // 100))
+
+
+def _snapshot_invalid(lv):
+    """True when a thick snapshot is invalid: its COW area overflowed (``lv_attr``
+    state ``I``, or ``S`` when suspended).  LVM shows it only while the snapshot
+    is active (with its origin)."""
+    attr = lv.get("attr") or ""
+    return attr[:1] in ("s", "S") and attr[4:5] in ("I", "S")
+
+
+def lv_merge(snapshot, vg=None):
+    """
+    Put a thick snapshot's content back into its origin with ``lvconvert
+    --merge`` (LVM's own revert: the snapshot's chunks are copied back by the
+    kernel's snapshot-merge target and nothing new is pushed into the snapshot,
+    so it cannot overflow half way; an interrupted merge resumes on the origin's
+    next activation).  The snapshot LV is gone afterwards.
+
+    snapshot
+        thick snapshot LV (``lv-one-<vm>-<disk>-s<snap>``); a thin snapshot is
+        refused (revert a thin disk by snapshotting the snapshot)
+    vg
+        volume group; default ``vg``
+
+    Refused while the origin is open (a running VM), and when the snapshot is
+    invalid (its copy-on-write area overflowed).  An inactive origin is
+    activated exclusively for the merge (lvmlockd: snapshots are exclusive) and
+    deactivated again.  ``lvconvert`` waits until the merge has finished.
+    Returns ``{name, vg, origin, merged}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' gfs2clvm.lv_merge lv-one-42-0-s1
+    """
+    conf = _config()
+    name, vg = _lv(snapshot), _vg(vg or conf["vg"])
+    snap = _lv_need(conf, vg, name)
+    if snap["thin"] or not snap["snapshot"] or not snap["origin"]:
+        raise CommandExecutionError(f"{vg}/{name} is not a thick snapshot: lvconvert --merge does not apply")
+    origin = _lv_need(conf, vg, snap["origin"])
+    if origin["open"]:
+        raise CommandExecutionError(f"logical volume {vg}/{origin['name']} is open (in use): not merging into it")
+    activated = not origin["active"]
+    if activated:
+        _run(_lvm(conf, "lvchange", "-aey", f"{vg}/{origin['name']}"))
+    try:
+        snap = _lv_need(conf, vg, name)  # active now: LVM can tell whether it is still valid
+        if _snapshot_invalid(snap):
+            raise CommandExecutionError(
+                f"snapshot {vg}/{name} is invalid (its copy-on-write area overflowed, lv_attr {snap['attr']}):"
+                " it no longer holds the disk's old content; delete it")
+        _run(_lvm(conf, "lvconvert", "--yes", "--merge", f"{vg}/{name}"))
+        if _lv_get(conf, vg, name) is not None:
+            raise CommandExecutionError(
+                f"lvconvert --merge of {vg}/{name} did not finish (LVM resumes it on the next activation of {origin['name']})")
+    finally:
+        if activated:
+            _run(_lvm(conf, "lvchange", "-an", f"{vg}/{origin['name']}"), quiet=True)
+    return {"name": name, "vg": vg, "origin": origin["name"], "merged": True}
 
 
 def lv_resize(name, size_mb, vg=None):

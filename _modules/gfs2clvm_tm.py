@@ -978,9 +978,17 @@ def snap_create(path, snapid, vmid=None, vg=None):
     return _ret("snap_create", path=path, snapshot=snap, thin=ret.get("thin"))
 
 
+def _snapshot_invalid(lv):
+    """A thick snapshot whose COW area overflowed (``lv_attr`` ``swi-I-s``)."""
+    attr = lv.get("attr") or ""
+    return attr[:1] in ("s", "S") and attr[4:5] in ("I", "S")
+
+
 def snap_delete(path, snapid, vmid=None, vg=None):
     """
-    Remove snapshot ``snapid`` of the disk at ``path`` (absent is fine).
+    Remove snapshot ``snapid`` of the disk at ``path`` (absent is fine; an
+    invalid one -- its copy-on-write area overflowed -- is removed too and
+    reported as ``invalid: True``).
 
     CLI Example:
 
@@ -990,14 +998,30 @@ def snap_delete(path, snapid, vmid=None, vg=None):
     """
     conf = _conf()
     lv_vg, _, snap, path = _snap_names(conf, path, snapid, vmid, vg)
+    found = [lv for lv in _p("lv_list")(vg=lv_vg, prefix=snap)["lvs"] if lv["name"] == snap]
+    invalid = bool(found) and _snapshot_invalid(found[0])
+    if invalid:
+        log.warning("gfs2clvm_tm: snapshot %s/%s was invalid (its copy-on-write area overflowed)", lv_vg, snap)
     ret = _p("lv_remove")(snap, vg=lv_vg, missing_ok=True)
-    return _ret("snap_delete", path=path, snapshot=snap, removed=ret.get("removed"))
+    return _ret("snap_delete", path=path, snapshot=snap, removed=ret.get("removed"), invalid=invalid)
 
 
 def snap_revert(path, snapid, vmid=None, vg=None):
     """
-    Put the content of snapshot ``snapid`` back into the disk (a dense copy;
-    the snapshot is kept, as OpenNebula expects).  Refused while the disk is open.
+    Put the content of snapshot ``snapid`` back into the disk; the snapshot
+    stays (OpenNebula keeps it listed after a revert and may revert to it again
+    or delete it: ``Snapshots::active_snapshot`` in oned, and the thin LVM driver
+    ``src/datastore_mad/remotes/lvm.rb`` ``snap_revert_sh`` re-creates the disk
+    from the snapshot and keeps it).  Refused while the disk is open.
+
+    * thick disk: ``lvconvert --merge`` (``gfs2clvm.lv_merge``: LVM's own revert,
+      which cannot overflow half way) and then the snapshot is taken again with
+      the same name, so it still holds the reverted content;
+    * thin disk: the disk LV is removed and made again as a thin snapshot of the
+      snapshot (no copy, no COW limit), active again when it was.
+
+    An invalid snapshot (its copy-on-write area overflowed) is refused with that
+    reason before anything changes.
 
     CLI Example:
 
@@ -1007,19 +1031,43 @@ def snap_revert(path, snapid, vmid=None, vg=None):
     """
     conf = _conf()
     lv_vg, lv, snap, path = _snap_names(conf, path, snapid, vmid, vg)
-    if _p("lv_info")(lv, vg=lv_vg)["open"]:
-        raise CommandExecutionError(f"{lv_vg}/{lv} is open (in use by a running VM): not reverting it")
-    info = _p("lv_info")(snap, vg=lv_vg)
-    activated = False
-    if not info["active"]:
-        _p("lv_activate")(snap, vg=lv_vg, mode="exclusive")
-        activated = True
-    try:
-        _p("copy")(f"/dev/{lv_vg}/{snap}", f"/dev/{lv_vg}/{lv}", sparse=False)
-    finally:
-        if activated:
-            _release(lv_vg, snap)
-    return _ret("snap_revert", path=path, snapshot=snap)
+    with _disk_lock(lv):
+        found = {item["name"]: item for item in _p("lv_list")(vg=lv_vg, prefix=lv)["lvs"]
+                 if item["name"] in (lv, snap)}
+        if lv in found and found[lv]["open"]:
+            raise CommandExecutionError(f"{lv_vg}/{lv} is open (in use by a running VM): not reverting it")
+        if snap not in found:
+            raise CommandExecutionError(f"snapshot {lv_vg}/{snap} not found: nothing to revert to")
+        if found[snap]["thin"]:
+            return _thin_revert(lv_vg, lv, snap, path, found.get(lv))
+        if lv not in found:
+            raise CommandExecutionError(f"logical volume {lv_vg}/{lv} not found")
+        if _snapshot_invalid(found[snap]):
+            raise CommandExecutionError(
+                f"snapshot {lv_vg}/{snap} is invalid (its copy-on-write area overflowed): it no longer holds"
+                " the disk's old content and cannot be reverted to; delete it")
+        _p("lv_merge")(snap, vg=lv_vg)
+        try:
+            made = _p("lv_snapshot")(lv, snap, vg=lv_vg)
+        except CommandExecutionError as err:
+            raise CommandExecutionError(
+                f"{lv_vg}/{lv} was reverted to snapshot {snapid}, but taking the snapshot again failed: {err}"
+            ) from err
+    return _ret("snap_revert", path=path, snapshot=snap, method="merge", size_mb=made.get("size_mb"))
+
+
+def _thin_revert(vg, lv, snap, path, origin):
+    """Thin disk: ``lv`` removed and made again as a thin snapshot of ``snap``.
+
+    A retry after a failure between the two steps finds ``lv`` absent and only
+    makes it (the snapshot is never touched)."""
+    active = bool(origin and origin["active"])
+    if origin is not None:
+        _p("lv_remove")(lv, vg=vg)
+    _p("lv_snapshot")(snap, lv, vg=vg)
+    if active:
+        _p("lv_activate")(lv, vg=vg, mode="exclusive")
+    return _ret("snap_revert", path=path, snapshot=snap, method="thin-snapshot")
 
 
 def monitor(sysdsid, vg=None):

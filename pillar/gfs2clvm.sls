@@ -90,7 +90,7 @@ gfs2clvm:
     # exactly what _modules/gfs2clvm.py runs with `sudo -n` (each with an argument pattern
     # in files/worker/sudoers.jinja; a name without one fails rendering); also known:
     # lvconvert (--merge of a driver snapshot), blkdiscard (a driver volume)
-    commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend]
+    commands: [lvcreate, lvremove, lvchange, lvs, vgs, lvextend, lvconvert]
     visudo: /usr/sbin/visudo
 
   libvirt:

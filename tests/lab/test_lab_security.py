@@ -29,7 +29,7 @@ FIELDS_LV = ("lv_name,vg_name,lv_path,lv_size,lv_attr,lv_active,lv_active_locall
              "lv_active_exclusively,lv_device_open,origin,pool_lv,segtype,data_percent")
 FIELDS_VG = ("vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,"
              "lv_count,vg_shared,vg_lock_type,vg_attr")
-MODULE_COMMANDS = {"lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend"}
+MODULE_COMMANDS = {"lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend", "lvconvert"}
 
 VG = "vg_cloudstorage"
 # every argv shape _modules/gfs2clvm.py builds through _lvm() (see its lv_* functions)
@@ -49,6 +49,8 @@ MODULE_ARGVS = [
     f"{LVM}/lvchange -asy -K {VG}/lv-one-1-0",
     f"{LVM}/lvchange -an {VG}/lv-oneimg-{'0123456789abcdef' * 2}",
     f"{LVM}/lvextend --yes -L 32m {VG}/lv-one-1-0",
+    f"{LVM}/lvconvert --yes --merge {VG}/lv-one-1-0-s3",
+    f"{LVM}/lvcreate --yes -s -n lv-one-1-0 {VG}/lv-one-1-0-s3",
 ]
 ESCAPES = [
     f"{LVM}/lvextend -r --config global{{fsadm_executable=\"/tmp/x\"}} -L +4m {VG}/lv-one-1-0",
@@ -63,6 +65,10 @@ ESCAPES = [
     f"{LVM}/lvchange -an {VG}/gfs2",
     f"{LVM}/lvchange -aey {VG}/lv-one-1-0 --monitor y",
     f"{LVM}/lvconvert --merge {VG}/lv-one-1-0-s1",
+    f"{LVM}/lvconvert --yes --merge {VG}/gfs2",
+    f"{LVM}/lvconvert --yes --merge {VG}/lv-one-1-0",
+    f"{LVM}/lvconvert --yes --splitsnapshot {VG}/lv-one-1-0-s1",
+    f"{LVM}/lvcreate --yes -s -n gfs2 {VG}/lv-one-1-0-s3",
     f"{LVM}/blkdiscard /dev/vda",
     "/bin/bash",
     f"{LVM}/lvm",

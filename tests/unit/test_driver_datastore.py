@@ -19,7 +19,7 @@ def fakes(tmp_path):
 
 def test_executables_are_thin():
     names = sorted(p.name for p in (TM / "datastore" / "gfs2clvm").iterdir())
-    assert names == ["clone", "cp", "mkfs", "monitor", "rm", "stat"]
+    assert names == ["clone", "cp", "mkfs", "monitor", "rm", "snap_delete", "snap_flatten", "snap_revert", "stat"]
     for name in names:
         text = (TM / "datastore" / "gfs2clvm" / name).read_text()
         code = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -102,6 +102,41 @@ def test_cp_from_a_vm_disk_or_another_volume(fakes, path, src):
     rc, out, err = fakes.run("datastore", "cp", 3, stdin=ds_xml({"ID": 3, "PATH": path, "SIZE": 10}))
     assert rc == 0, err
     assert fakes.only_call()[2][0] == src
+
+
+LOCKED = {"rc": 20, "value": {"stdout": "", "retcode": 1, "_error": "x",
+                              "stderr": "Error running 'gfs2clvm_tm.ds_cp': lvchange failed (rc 5): "
+                                        "LV locked by other host: vg_cloudstorage/lv-one-42-1"}}
+
+
+@pytest.mark.parametrize("image_id,first,then", [(3, "node2", "node1"), (4, "node1", "node2")])
+def test_cp_of_a_vm_disk_moves_on_to_the_host_holding_it(fakes, image_id, first, then):
+    """Issue 13.3: lvm://VMID/DISKID ran only on BRIDGE_LIST[image id % n]; when the
+    VM's disk is active exclusively on another worker lvmlockd refuses there.  Both
+    parities: the next host is asked, and it is the one that copies."""
+    fakes.reply(**LOCKED)
+    fakes.reply(value={"source": "x", "size_mb": 10})
+    rc, out, err = fakes.run("datastore", "cp", image_id,
+                             stdin=ds_xml({"ID": image_id, "PATH": "lvm://42/1", "SIZE": 10}))
+    assert rc == 0, err
+    assert re.fullmatch(rf"{SOURCE_RE} raw\n", out)
+    calls = [decode_call for decode_call in fakes.calls()]
+    assert len(calls) == 2
+    assert [c[c.index("--key-deploy") + 1] for c in calls] == [first, then]
+    assert f"INFO: cp: /dev/{VG}/lv-one-42-1 is active on another host than {first}, trying {then}" in err
+
+
+def test_cp_of_a_vm_disk_other_failures_and_the_last_host_are_the_answer(fakes):
+    fakes.reply(rc=20, value={"stdout": "", "retcode": 1, "_error": "x",
+                              "stderr": "Error running 'gfs2clvm_tm.ds_cp': lvcreate failed (rc 5): VG full"})
+    rc, out, err = fakes.run("datastore", "cp", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://42/1", "SIZE": 10}))
+    assert rc == 1 and out == "" and len(fakes.calls()) == 1
+    assert err.splitlines()[-1] == "ERROR: gfs2clvm_tm.ds_cp on node2: lvcreate failed (rc 5): VG full"
+    fakes.reply(**LOCKED)
+    fakes.reply(**LOCKED)
+    rc, out, err = fakes.run("datastore", "cp", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://42/1", "SIZE": 10}))
+    assert rc == 1 and len(fakes.calls()) == 3
+    assert "ERROR: gfs2clvm_tm.ds_cp on node1: lvchange failed (rc 5): LV locked by other host" in err
 
 
 def test_mkfs_prints_source(fakes):
@@ -248,3 +283,24 @@ def test_stat_refusals_reach_the_user_as_a_reason(fakes, tmp_path):
     fakes.reply(rc=0, out={}, stderr="[ERROR   ] No matching targets found in roster.\n")
     rc, out, err = fakes.run("datastore", "stat", 3, stdin=ds_xml({"ID": 3, "PATH": "lvm://9/0"}))
     assert (rc, out) == (1, "") and reason(err).startswith("host node") and "is not in the salt-ssh roster" in reason(err)
+
+
+@pytest.mark.parametrize("action", ["snap_delete", "snap_flatten"])
+def test_image_snapshot_delete_and_flatten_have_nothing_to_remove(fakes, action):
+    """Issue 14.7: images of this datastore never have snapshots (the TM refuses disk
+    snapshots of persistent images): nothing to remove, no worker call."""
+    xml = ds_xml({"ID": 6, "SOURCE": f"/dev/{VG}/{IMG}", "TARGET_SNAPSHOT": 2})
+    rc, out, err = fakes.run("datastore", action, 6, stdin=xml)
+    assert (rc, out) == (0, "") and "Traceback" not in err
+    assert all(line.startswith("INFO: ") for line in err.splitlines())
+    assert fakes.calls() == []
+
+
+def test_image_snapshot_revert_is_a_clear_refusal(fakes):
+    xml = ds_xml({"ID": 6, "SOURCE": f"/dev/{VG}/{IMG}", "TARGET_SNAPSHOT": 2})
+    rc, out, err = fakes.run("datastore", "snap_revert", 6, stdin=xml)
+    assert (rc, out) == (1, "") and "Traceback" not in err
+    assert "image snapshots are not supported by the gfs2clvm datastore: image 6 has no snapshot 2" in err
+    assert fakes.calls() == []
+    rc, _, err = fakes.run("datastore", "snap_revert", 6, stdin="not base64 !")
+    assert rc == 1 and "not base64 XML" in err

@@ -23,7 +23,7 @@ def test_every_action_exists_and_is_thin():
     assert ACTIONS == sorted([
         "clone", "ln", "mkimage", "mkswap", "context", "mv", "mvds", "cpds", "delete", "resize",
         "snap_create", "snap_delete", "snap_revert", "premigrate", "postmigrate", "failmigrate",
-        "monitor", "prebackup", "prebackup_live", "postbackup", "postbackup_live", "restore",
+        "monitor", "prebackup", "prebackup_live", "postbackup", "postbackup_live", "restore", "snap_create_live",
     ])
     for name in ACTIONS:
         text = (TM / "tm" / "gfs2clvm" / name).read_text()
@@ -505,3 +505,20 @@ def test_migrate_without_stdin_and_with_a_bad_template(fakes):
     assert rc == 1 and reason(err) == "the VM template on stdin is neither base64 nor XML"
     rc, _, err = fakes.run("tm", "premigrate", "node1", "node2", D42, 42, 0, "bad;name")
     assert rc == 1 and reason(err) == "invalid system TM_MAD 'bad;name' (6th argument)"
+
+
+def test_snap_create_live_is_a_clear_refusal(fakes):
+    """Issue 14.7: oned calls snap_create_live only with kvm-gfs2clvm in LIVE_DISK_SNAPSHOTS
+    (one_vmm_exec.rb); the driver never snapshots a disk in use, and says so."""
+    rc, out, err = fakes.run("tm", "snap_create_live", f"node1:{D42}/disk.0", 1, 42, 0)
+    assert (rc, out) == (1, "") and "Traceback" not in err
+    assert "live disk snapshots are not supported by gfs2clvm" in err and "power off the VM" in err
+    assert fakes.calls() == []
+
+
+def test_snap_delete_of_an_invalid_snapshot_says_so(fakes):
+    fakes.reply(value={"action": "snap_delete", "snapshot": "lv-one-42-0-s1", "removed": True, "invalid": True})
+    rc, out, err = fakes.run("tm", "snap_delete", f"node1:{D42}/disk.0", 1, 42, 0)
+    assert (rc, out) == (0, "")
+    assert ("INFO: snap_delete: snapshot lv-one-42-0-s1 was invalid (its copy-on-write area had overflowed); removed"
+            in err.splitlines())

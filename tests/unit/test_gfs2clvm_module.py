@@ -122,7 +122,7 @@ def configure_loader_modules(fake, conf):
 # ---------------------------------------------------------------- contract
 PUBLIC = [
     "name_vm", "name_snap", "name_image", "name_parse", "vm_dir", "lv_create", "lv_remove",
-    "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot", "lv_resize", "copy",
+    "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot", "lv_merge", "lv_resize", "copy",
     "chown", "link", "mkswap", "mkfs", "context_iso", "vm_disks", "vm_delete", "check",
     "orphans", "orphans_remove", "vg_usage", "image_info", "export_qcow2", "image_size",
 ]
@@ -421,7 +421,22 @@ def test_lv_deactivate(fake):
 
 
 # ---------------------------------------------------------------- snapshot / resize
-def test_lv_snapshot_thick_default_size(fake):
+def test_lv_snapshot_thick_default_is_full_size(fake):
+    """Issue 13.2: the default COW area holds the whole origin plus its exception
+    metadata, so rewriting all of the origin cannot invalidate the snapshot."""
+    fake.lvs("lvs_all.json")
+    ret = gfs2clvm.lv_snapshot("lv-one-7-0", "lv-one-7-0-s2")  # 64 + 64/256 -> 1 + header 1
+    assert fake.writes() == [["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-7-0-s2", "-L", "66m", f"{VG}/lv-one-7-0"]]
+    assert ret["size_mb"] == 66
+    fake.calls.clear()
+    gfs2clvm.lv_snapshot("lv-one-9-0", "lv-one-9-0-s0")
+    assert fake.writes()[0][-3:] == ["-L", "10m", f"{VG}/lv-one-9-0"]
+    assert gfs2clvm._cow_size_mb(10240, 100) == 10240 + 40 + 1
+    assert gfs2clvm._cow_size_mb(10241, 100) == 10241 + 41 + 1
+
+
+def test_lv_snapshot_thick_pct_size(fake, conf):
+    conf["snapshot_size_pct"] = 20
     fake.lvs("lvs_all.json")
     ret = gfs2clvm.lv_snapshot("lv-one-9-0", "lv-one-9-0-s0")
     # 20 % of 8 MiB = 1.6 -> at least 4 MiB
@@ -436,6 +451,52 @@ def test_lv_snapshot_thick_default_size(fake):
     fake.calls.clear()
     gfs2clvm.lv_snapshot("lv-one-7-0", "lv-one-7-0-s3", size_mb="1G")
     assert fake.writes()[0][-3:] == ["-L", "1024m", f"{VG}/lv-one-7-0"]
+
+
+def test_lv_merge_is_lvconvert_merge(fake):
+    """Revert of a thick snapshot: LVM's merge (never a copy through the snapshot)."""
+    fake.lvs("lvs_all.json", "lvs_all.json", "lvs_all.json", "lvs_none.json")
+    ret = gfs2clvm.lv_merge("lv-one-7-0-s1")
+    assert ret == {"name": "lv-one-7-0-s1", "vg": VG, "origin": "lv-one-7-0", "merged": True}
+    assert fake.writes() == [["/sbin/lvconvert", "--yes", "--merge", f"{VG}/lv-one-7-0-s1"]]
+
+
+def test_lv_merge_activates_an_inactive_origin_and_deactivates_it_again(fake):
+    inactive = data("lvs_all.json").replace(
+        '"lv-one-7-0", "vg_name":"vg_cloudstorage", "lv_path":"/dev/vg_cloudstorage/lv-one-7-0", "lv_size":"64.00", '
+        '"lv_attr":"owi-a-s---", "lv_layout":"linear", "lv_active":"active", "lv_active_locally":"active locally"',
+        '"lv-one-7-0", "vg_name":"vg_cloudstorage", "lv_path":"/dev/vg_cloudstorage/lv-one-7-0", "lv_size":"64.00", '
+        '"lv_attr":"owi---s---", "lv_layout":"linear", "lv_active":"", "lv_active_locally":""')
+    assert inactive != data("lvs_all.json")
+    for text in (inactive, inactive, data("lvs_all.json"), data("lvs_none.json")):
+        fake.answer("lvs", text)
+    gfs2clvm.lv_merge("lv-one-7-0-s1")
+    assert fake.writes() == [["/sbin/lvchange", "-aey", f"{VG}/lv-one-7-0"],
+                             ["/sbin/lvconvert", "--yes", "--merge", f"{VG}/lv-one-7-0-s1"],
+                             ["/sbin/lvchange", "-an", f"{VG}/lv-one-7-0"]]
+
+
+def test_lv_merge_refuses_invalid_snapshot_thin_open_origin(fake):
+    invalid = data("lvs_all.json").replace('"lv_attr":"swi-a-s---"', '"lv_attr":"swi-I-s---"')
+    assert invalid != data("lvs_all.json")
+    fake.answer("lvs", invalid)
+    with pytest.raises(CommandExecutionError, match=r"lv-one-7-0-s1 is invalid \(its copy-on-write area overflowed"):
+        gfs2clvm.lv_merge("lv-one-7-0-s1")
+    fake.answers.clear()
+    fake.lvs("lvs_all.json")
+    with pytest.raises(CommandExecutionError, match="not a thick snapshot"):
+        gfs2clvm.lv_merge("lv-one-8-0-s0")
+    with pytest.raises(CommandExecutionError, match="not a thick snapshot"):
+        gfs2clvm.lv_merge("lv-one-7-0")
+    with pytest.raises(SaltInvocationError):
+        gfs2clvm.lv_merge("bad name")
+    assert not fake.writes()
+
+
+def test_lv_merge_that_did_not_finish_is_an_error(fake):
+    fake.lvs("lvs_all.json")
+    with pytest.raises(CommandExecutionError, match="did not finish"):
+        gfs2clvm.lv_merge("lv-one-7-0-s1")
 
 
 def test_lv_snapshot_thin_origin(fake):
@@ -760,6 +821,7 @@ for bad in BAD_NAMES:
     case("lv_deactivate", bad)
     case("lv_snapshot", bad, "lv-one-1-0-s0")
     case("lv_snapshot", "lv-one-1-0", bad)
+    case("lv_merge", bad)
     case("lv_resize", bad, 10)
     case("name_parse", bad)
 for bad in BAD_SIZES:

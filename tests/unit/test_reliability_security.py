@@ -116,7 +116,7 @@ def test_module_sudo_commands_are_found():
 
 
 def test_formula_sudoers_grants_only_what_the_module_runs():
-    """Nothing the modules do not run with sudo: no lvconvert, no blkdiscard (as root it
+    """Nothing the modules do not run with sudo: no blkdiscard (as root it
     wipes any block device, e.g. the SAN PV; the module's blkdiscard -z runs as oneadmin
     on the oneadmin-owned LV)."""
     commands = {entry.split()[0].rsplit("/", 1)[-1] for entry in formula_rule()}
@@ -156,6 +156,11 @@ ESCAPES = [
     ["/sbin/lvchange", "-aey", LV, "--monitor", "y"],
     ["/sbin/lvchange", "-aey", f"{LV} -an {VG}/gfs2"],
     ["/sbin/lvconvert", "--merge", f"{LV}-s1"],
+    ["/sbin/lvconvert", "--yes", "--merge", f"{VG}/gfs2"],
+    ["/sbin/lvconvert", "--yes", "--merge", LV],
+    ["/sbin/lvconvert", "--yes", "--merge", f"{LV}-s1", "--config", "x"],
+    ["/sbin/lvconvert", "--yes", "--splitsnapshot", f"{LV}-s1"],
+    ["/sbin/lvcreate", "--yes", "-s", "-n", "gfs2", f"{LV}-s1"],
     ["/sbin/blkdiscard", "/dev/vda"],
     ["/sbin/lvm", "lvs"],
     ["/bin/bash"],

@@ -132,6 +132,16 @@ class World:
         self.add(name, src["size_mb"], vg, thin=src["thin"], pool=src["pool"], origin=origin)
         return {"name": name, "vg": vg, "origin": origin, "path": f"/dev/{vg}/{name}", "thin": src["thin"]}
 
+    def lv_merge(self, snapshot, vg=None):
+        self._check("lv_merge", (snapshot,), {"vg": vg})
+        snap = self.info(vg, snapshot)
+        if snap["thin"] or not snap["origin"]:
+            raise CommandExecutionError("not a thick snapshot")
+        if self.info(vg, snap["origin"])["open"]:
+            raise CommandExecutionError("open origin")
+        del self.lvs[(vg, snapshot)]
+        return {"name": snapshot, "vg": vg, "origin": snap["origin"], "merged": True}
+
     def lv_resize(self, name, size_mb, vg=None):
         self._check("lv_resize", (name, size_mb), {"vg": vg})
         lv = self.info(vg, name)
@@ -186,7 +196,7 @@ class World:
         return {"vg": vg, "total_mb": 1000, "used_mb": 300, "free_mb": 700}
 
 
-PRIMITIVES = ["lv_create", "lv_remove", "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot",
+PRIMITIVES = ["lv_create", "lv_remove", "lv_list", "lv_info", "lv_activate", "lv_deactivate", "lv_snapshot", "lv_merge",
               "lv_resize", "copy", "link", "mkswap", "mkfs", "context_iso", "vm_delete", "vg_usage",
               "image_info"]
 
@@ -609,9 +619,10 @@ def test_snapshots(world, mnt):
     tm.snap_create(disk(mnt, 0), 3, vmid=42)
     assert world.lvs[(VG, "lv-one-42-0-s3")]["origin"] == "lv-one-42-0"
     tm.snap_revert(disk(mnt, 0), 3, vmid=42)
-    assert called(world, "copy")[-1][1:] == ((f"/dev/{VG}/lv-one-42-0-s3", f"/dev/{VG}/lv-one-42-0"),
-                                           {"fmt": "raw", "sparse": False, "sha256": None, "dst_zeroed": False})
-    assert world.lvs[(VG, "lv-one-42-0-s3")]["active"] is False
+    # LVM's merge, then the snapshot taken again (oned keeps it listed); never a copy
+    assert [c[0] for c in world.calls if c[0] in ("lv_merge", "lv_snapshot", "copy")][-2:] == ["lv_merge", "lv_snapshot"]
+    assert not called(world, "copy")
+    assert world.lvs[(VG, "lv-one-42-0-s3")]["origin"] == "lv-one-42-0"
     tm.snap_delete(disk(mnt, 0), 3, vmid=42)
     assert world.names() == ["lv-one-42-0"]
     assert tm.snap_delete(disk(mnt, 0), 3, vmid=42)["removed"] is False
@@ -620,6 +631,60 @@ def test_snapshots(world, mnt):
         tm.snap_create(disk(mnt, 0), 4, vmid=42)
     with pytest.raises(CommandExecutionError, match="open"):
         tm.snap_revert(disk(mnt, 0), 3, vmid=42)
+
+
+def test_snap_revert_thick_is_a_merge_and_keeps_the_snapshot(world, mnt):
+    """Issue 13.2: a dense copy of the snapshot into its origin pushed every chunk into
+    the snapshot's own COW area (overflow -> invalid, disk half reverted)."""
+    _vm(world, mnt, 42, disks=(0,))
+    world.add("lv-one-42-0-s1", 100, origin="lv-one-42-0")
+    ret = tm.snap_revert(disk(mnt, 0), 1, vmid=42)
+    assert ret["method"] == "merge"
+    merge = called(world, "lv_merge")
+    assert merge == [("lv_merge", ("lv-one-42-0-s1",), {"vg": VG})]
+    assert called(world, "lv_snapshot")[-1][1] == ("lv-one-42-0", "lv-one-42-0-s1")
+    assert world.names() == ["lv-one-42-0", "lv-one-42-0-s1"] and not called(world, "copy")
+
+
+def test_snap_revert_refuses_invalid_and_missing_snapshot(world, mnt):
+    _vm(world, mnt, 42, disks=(0,))
+    world.add("lv-one-42-0-s1", 100, origin="lv-one-42-0", attr="swi-I-s---")
+    with pytest.raises(CommandExecutionError, match=r"snapshot .*lv-one-42-0-s1 is invalid \(its copy-on-write area overflowed\)"):
+        tm.snap_revert(disk(mnt, 0), 1, vmid=42)
+    with pytest.raises(CommandExecutionError, match="lv-one-42-0-s2 not found: nothing to revert to"):
+        tm.snap_revert(disk(mnt, 0), 2, vmid=42)
+    assert not called(world, "lv_merge") and not called(world, "lv_remove")
+    assert world.names() == ["lv-one-42-0", "lv-one-42-0-s1"]
+    ret = tm.snap_delete(disk(mnt, 0), 1, vmid=42)  # an invalid snapshot can be deleted
+    assert (ret["removed"], ret["invalid"]) == (True, True)
+
+
+def test_snap_revert_merge_ok_but_resnapshot_fails_says_so(world, mnt):
+    _vm(world, mnt, 42, disks=(0,))
+    world.add("lv-one-42-0-s1", 100, origin="lv-one-42-0")
+    world.fail["lv_snapshot"] = CommandExecutionError("lvcreate failed (rc 5): VG full")
+    with pytest.raises(CommandExecutionError, match="was reverted to snapshot 1, but taking the snapshot again failed"):
+        tm.snap_revert(disk(mnt, 0), 1, vmid=42)
+
+
+def test_snap_revert_thin_is_a_snapshot_of_the_snapshot(world, mnt):
+    _vm(world, mnt, 42, disks=(0,))
+    world.lvs[(VG, "lv-one-42-0")].update(thin=True, pool="pool", active=True, mode="exclusive")
+    world.add("lv-one-42-0-s1", 100, thin=True, pool="pool", origin="lv-one-42-0")
+    ret = tm.snap_revert(disk(mnt, 0), 1, vmid=42)
+    assert ret["method"] == "thin-snapshot"
+    assert called(world, "lv_remove")[-1][1] == ("lv-one-42-0",)
+    assert called(world, "lv_snapshot")[-1][1] == ("lv-one-42-0-s1", "lv-one-42-0")
+    new = world.lvs[(VG, "lv-one-42-0")]
+    assert (new["origin"], new["thin"], new["active"]) == ("lv-one-42-0-s1", True, True)
+    assert not called(world, "lv_merge") and not called(world, "copy")
+    # a retry after a failure between removal and re-creation only re-creates
+    world.fail["lv_snapshot"] = CommandExecutionError("thin pool metadata full")
+    with pytest.raises(CommandExecutionError):
+        tm.snap_revert(disk(mnt, 0), 1, vmid=42)
+    assert "lv-one-42-0" not in world.names()
+    tm.snap_revert(disk(mnt, 0), 1, vmid=42)
+    assert world.names() == ["lv-one-42-0", "lv-one-42-0-s1"]
 
 
 def test_resize(world, mnt):

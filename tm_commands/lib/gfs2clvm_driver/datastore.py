@@ -167,7 +167,9 @@ def copy_in(action, conf, path, legacy_dirs=None):
     host = choose_host(action, conf, key) if action else _legacy_host(conf)
     size = validate.ident(action.image("SIZE", "0") or "0", "image SIZE") if action else 0
     src = remote_source(path, conf, vg_name)
-    if src is not None:
+    if src is not None and action and LVM_URL_RE.match(path):
+        ret = _copy_vm_disk(action, conf, key, src, lv, size, vg_name)
+    elif src is not None:
         ret = salt_ssh(host, "gfs2clvm_tm.ds_cp", src, lv, size_mb=size or None, vg=vg_name, conf=conf)
     else:
         safe, restricted = legacy_dirs or (
@@ -181,6 +183,29 @@ def copy_in(action, conf, path, legacy_dirs=None):
                        staged_bytes=count, staged_sha256=digest, conf=conf)
     size_mb = int((ret or {}).get("size_mb") or size or 0)
     return f"/dev/{vg_name}/{lv}", size_mb
+
+
+LOCKED_ELSEWHERE = "locked by other host"  # lvmlockd's refusal (lvchange: "LV locked by other host: vg/lv")
+
+
+def _copy_vm_disk(action, conf, key, src, lv, size, vg_name):
+    """``lvm://VMID/DISKID``: the VM's disk may be active exclusively on any worker
+    (a SUSPENDED or POWEROFF VM keeps its LVs active where it ran), and lvmlockd
+    lets only that host read it.  So the BRIDGE_LIST hosts are tried from
+    ``key % n`` on: a host that lvmlockd refuses ("LV locked by other host") has
+    undone its half (the new volume) and the next one is asked; any other failure
+    is the answer.  An inactive disk is copied by the first host."""
+    hosts = action.bridge_list or [validate.host(h) for h in conf["bridge_list"]]
+    first = choose_host(action, conf, key)
+    order = hosts[hosts.index(first):] + hosts[:hosts.index(first)]
+    for i, host in enumerate(order):
+        try:
+            return salt_ssh(host, "gfs2clvm_tm.ds_cp", src, lv, size_mb=size or None, vg=vg_name, conf=conf)
+        except DriverError as err:
+            if LOCKED_ELSEWHERE not in str(err).lower() or i + 1 == len(order):
+                raise
+            info(f"cp: {src} is active on another host than {host}, trying {order[i + 1]}")
+    raise DriverError(f"no BRIDGE_LIST host could read {src}")  # not reached: the loop returns or raises
 
 
 def _legacy_host(conf):
@@ -338,6 +363,42 @@ def clone(argv, conf=None, stdin=None):
     salt_ssh(choose_host(action, conf, action.image_id), "gfs2clvm_tm.ds_clone",
              f"/dev/{vg_name}/{src_lv}", lv, vg=vg_name, conf=conf)
     return f"/dev/{vg_name}/{lv} raw"
+
+
+# Image snapshots (``oneimage snapshot-delete/-revert/-flatten``): oned runs
+# ``<action> <image id>`` with IMAGE/SOURCE and IMAGE/TARGET_SNAPSHOT in the action
+# data (one_datastore.rb do_image_action; src/datastore_mad/remotes/fs/snap_revert reads
+# /DS_DRIVER_ACTION_DATA/IMAGE/TARGET_SNAPSHOT).  An image of this datastore never has
+# snapshots: they come from disk snapshots of a persistent image, and the TM refuses
+# those (gfs2clvm_tm.snap_create: "snapshots of persistent images are not supported").
+# So delete and flatten have nothing to remove (success: oned drops its record,
+# ImageManagerProtocol.cc _snap_delete/_snap_flatten), and revert has nothing to go back
+# to (a reason line, shown by oned as "Error reverting image N to snapshot M: <reason>").
+def _image_snapshot(argv, stdin):
+    action = read_action(argv, stdin)
+    snap = action.image("TARGET_SNAPSHOT")
+    snap = validate.ident(snap, "TARGET_SNAPSHOT") if snap else None
+    return action, snap
+
+
+def snap_delete(argv, conf=None, stdin=None):
+    """snap_delete: images of this datastore have no snapshots; nothing to remove"""
+    action, snap = _image_snapshot(argv, stdin)
+    info(f"snap_delete: image {action.image_id} has no snapshot {snap} on gfs2clvm storage (nothing to remove)")
+
+
+def snap_flatten(argv, conf=None, stdin=None):
+    """snap_flatten: images of this datastore have no snapshots; the image is already flat"""
+    action, _ = _image_snapshot(argv, stdin)
+    info(f"snap_flatten: image {action.image_id} has no snapshots on gfs2clvm storage (already flat)")
+
+
+def snap_revert(argv, conf=None, stdin=None):
+    """snap_revert: refused, images of this datastore have no snapshots"""
+    action, snap = _image_snapshot(argv, stdin)
+    raise DriverError(
+        f"image snapshots are not supported by the gfs2clvm datastore: image {action.image_id} has no "
+        f"snapshot {snap} to revert to (disk snapshots of persistent images are refused)")
 
 
 def monitor(argv, conf=None, stdin=None):

@@ -329,7 +329,8 @@ def _snap(action, argv, conf):
     vmid, dsid = _ids(vmid, dsid)
     conf = _load(conf, dsid)
     loc = Location(path, "path").check_vm(vmid, conf.datastores_dir, disk=True)
-    salt_ssh(conf.worker_for(loc.host), f"gfs2clvm_tm.{action}", loc.path, snapid, vmid=vmid, vg=conf["vg"], conf=conf)
+    return salt_ssh(conf.worker_for(loc.host), f"gfs2clvm_tm.{action}", loc.path, snapid, vmid=vmid,
+                    vg=conf["vg"], conf=conf)
 
 
 def snap_create(argv, conf=None):
@@ -339,12 +340,27 @@ def snap_create(argv, conf=None):
 
 def snap_delete(argv, conf=None):
     """snap_delete host:<ds>/<vmid>/disk.i snapid vmid dsid"""
-    _snap("snap_delete", argv, conf)
+    ret = _snap("snap_delete", argv, conf)
+    if isinstance(ret, dict) and ret.get("invalid"):
+        info(f"snap_delete: snapshot {ret.get('snapshot')} was invalid (its copy-on-write area had overflowed); removed")
 
 
 def snap_revert(argv, conf=None):
     """snap_revert host:<ds>/<vmid>/disk.i snapid vmid dsid"""
     _snap("snap_revert", argv, conf)
+
+
+def snap_create_live(argv, conf=None):
+    """snap_create_live host:<ds>/<vmid>/disk.i snapid vmid dsid: refused.
+
+    oned calls it only for a RUNNING VM whose "<VM_MAD>-<TM_MAD>" is listed in
+    LIVE_DISK_SNAPSHOTS (src/vmm_mad/exec/one_vmm_exec.rb, disk_snapshot_create;
+    vmm_execrc); otherwise oned itself refuses ("Cannot perform a live
+    disk_snapshot_create operation").  The driver never snapshots a disk in use
+    (no guest freeze, crash-consistent at best), like fs_lvm (not_supported.sh)."""
+    raise DriverError(
+        "live disk snapshots are not supported by gfs2clvm (a disk in use is never snapshotted): "
+        "power off the VM, take the snapshot, resume it; do not list kvm-gfs2clvm in LIVE_DISK_SNAPSHOTS")
 
 
 TM_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
