@@ -96,7 +96,7 @@ def test_sudoers_per_family(worker):
     assert sudo["mode"] == "0440"
     # the example pillar's list = what the module runs with sudo (it listed lvconvert and
     # blkdiscard, which the template had no pattern for: issue 13.1)
-    assert sudo["context"]["commands"] == ["lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend"]
+    assert sudo["context"]["commands"] == ["lvcreate", "lvremove", "lvchange", "lvs", "vgs", "lvextend", "lvconvert"]
 
 
 def test_selinux_only_on_redhat(worker):

@@ -95,9 +95,6 @@ VG = "vg_cloudstorage"
 
 
 @pytest.mark.parametrize("argv", [
-    ["/sbin/lvconvert", "--merge", f"{VG}/lv-one-1-0-s2"],
-    ["/sbin/lvconvert", "--yes", "--merge", f"{VG}/lv-one-1-0-s2"],
-    ["/sbin/lvconvert", "--yes", "--mergesnapshot", "--background", f"{VG}/lv-one-12-3-s0"],
     ["/sbin/blkdiscard", f"/dev/{VG}/lv-one-1-0"],
     ["/sbin/blkdiscard", "-z", f"/dev/{VG}/lv-oneimg-{'0123456789abcdef' * 2}"],
 ], ids=lambda a: " ".join(a)[:60])
@@ -107,6 +104,19 @@ def test_lvconvert_and_blkdiscard_patterns_allow_the_driver_shapes(argv):
 
 
 @pytest.mark.parametrize("argv", [
+    ["/sbin/lvconvert", "--yes", "--merge", f"{VG}/lv-one-1-0-s2"],
+    ["/sbin/lvconvert", "--yes", "--merge", f"{VG}/lv-one-12-3-s0"],
+], ids=lambda a: " ".join(a)[:60])
+def test_lvconvert_merge_of_a_driver_snapshot_is_granted_by_default(argv):
+    """snap_revert merges with exactly this argv (gfs2clvm.lv_merge), so the default
+    command list (defaults.yaml, the example pillar) grants it."""
+    assert sudoers_rule.allowed(argv, commands=EXTRA)
+    assert sudoers_rule.allowed(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["/sbin/lvconvert", "--merge", f"{VG}/lv-one-1-0-s2"],  # only the module's exact shape
+    ["/sbin/lvconvert", "--yes", "--mergesnapshot", "--background", f"{VG}/lv-one-12-3-s0"],
     ["/sbin/lvconvert", "--merge", f"{VG}/gfs2"],
     ["/sbin/lvconvert", "--merge", f"{VG}/lv-one-1-0"],
     ["/sbin/lvconvert", "--merge", f"{VG}/lv-one-1-0-s2", "--config", "global/fsadm_executable=/tmp/x"],

@@ -966,7 +966,7 @@ def test_lv_snapshot_of_an_open_origin_only_with_allow_open(fake):
         gfs2clvm.lv_snapshot("lv-one-7-1", "lv-one-7-1-backup")
     assert not fake.writes()
     ret = gfs2clvm.lv_snapshot("lv-one-7-1", "lv-one-7-1-backup", allow_open=True)
-    assert fake.writes() == [["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-7-1-backup", "-L", "7m",
+    assert fake.writes() == [["/sbin/lvcreate", "--yes", "-s", "-n", "lv-one-7-1-backup", "-L", "34m",  # snapshot_size_pct 100: full COW
                               f"{VG}/lv-one-7-1"]]
     assert ret["thin"] is False
     # removing it, activating a thin one (activation skip): allowed by the rule too
