@@ -220,7 +220,7 @@ def _lab_env():
     env = dict(os.environ)
     env.setdefault("LAB_DIR", str(REPO / ".lab"))
     if env.get("LAB_KEEP") != "1":
-        env.setdefault("LAB_TIMEOUT", "3600")  # qemu's hard lifetime if pytest dies
+        env.setdefault("LAB_TIMEOUT", "5400")  # qemu's hard lifetime if pytest dies: CI's 90 min
     return env
 
 
