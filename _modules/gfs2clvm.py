@@ -633,6 +633,18 @@ def _os_error(what, path, err):
 # --------------------------------------------------------------------------
 # LVM primitives
 # --------------------------------------------------------------------------
+def _byte_size(path):
+    """Bytes of a file or block device (its end offset); unreadable: ``cannot read`` error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise _os_error("cannot read", path, err) from err
+
+
 def _zero_device(path):
     """Make a whole block device read zeros: ``blkdiscard -z``, else the BLKZEROOUT ioctl."""
     ret = _run(["blkdiscard", "-z", path], quiet=True)
@@ -1393,14 +1405,7 @@ def image_info(src):
         except (OSError, ValueError) as err:
             raise CommandExecutionError(f"cannot read {src}: {getattr(err, 'reason', None) or err}") from err
         return {"src": src, "format": "qcow2" if head == _QCOW2_MAGIC else "raw", "virtual_size": None, "bytes": None}
-    try:
-        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            nbytes = os.lseek(fd, 0, os.SEEK_END)
-        finally:
-            os.close(fd)
-    except OSError as err:
-        raise _os_error("cannot read", src, err) from err
+    nbytes = _byte_size(src)
     if not _is_qcow2(src):
         return {"src": src, "format": "raw", "virtual_size": nbytes, "bytes": nbytes}
     _qcow2_size(src)  # the header's refusals, before qemu-img opens the image
@@ -1543,14 +1548,7 @@ def export_qcow2(src, dst):
         raise SaltInvocationError(f"src must be an LV device, not {src}")
     _mount_check(conf)
     _makedirs(conf, os.path.dirname(dst))
-    try:
-        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            size = os.lseek(fd, 0, os.SEEK_END)
-        finally:
-            os.close(fd)
-    except OSError as err:
-        raise _os_error("cannot read", src, err) from err
+    size = _byte_size(src)
     target = _temp_name(dst)
     started = time.monotonic()
     argv = ["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2"]
